@@ -1,0 +1,199 @@
+//! N labelled pages into one page where every metric family appears once.
+//!
+//! Each source's page is written with the source's [`LabelSet`] added to
+//! every sample (see [`crate::relabel`]), and families of the same output
+//! name are grouped under one HELP and one TYPE, samples in source order.
+//!
+//! # Type conflicts
+//!
+//! When sources disagree on a family's type, the rule is:
+//!
+//! 1. the family's type is the type of the first source (in the order the
+//!    sources are given) that declares one; `untyped`/`unknown` declares
+//!    nothing;
+//! 2. untyped members join a gauge, and in text output a counter, because
+//!    their samples carry the family name exactly as those types' do;
+//! 3. every other member of a different type is left out of the page and
+//!    reported in [`MergeReport::conflicts`], so the page stays valid.
+//!
+//! HELP and UNIT come from the first member that has them.
+
+use std::collections::HashMap;
+
+use crate::format::Format;
+use crate::model::{Family, MetricType, Page};
+use crate::relabel::LabelSet;
+use crate::write::{parts, write_help, write_sample, Part};
+
+/// One source's page and the labels to add to its samples.
+#[derive(Clone, Copy, Debug)]
+pub struct SourcePage<'p, 'a> {
+    /// The source's name, used in reports.
+    pub name: &'p str,
+    /// The format `page` was parsed from.
+    pub format: Format,
+    /// The parsed page.
+    pub page: &'p Page<'a>,
+    /// Labels added to each of the page's samples.
+    pub labels: &'p LabelSet,
+}
+
+/// What a merge did besides writing the page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Families written.
+    pub families: usize,
+    /// Samples written.
+    pub samples: usize,
+    /// Families left out because their type disagreed.
+    pub conflicts: Vec<TypeConflict>,
+}
+
+/// A family that was left out of a merged page because another source
+/// declared the same name with another type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeConflict {
+    /// The family name in the output format.
+    pub family: String,
+    /// The source whose type was kept.
+    pub kept_source: String,
+    /// The kept type.
+    pub kept_type: MetricType,
+    /// The source whose samples were left out.
+    pub dropped_source: String,
+    /// The type it declared.
+    pub dropped_type: MetricType,
+    /// How many of its samples were left out.
+    pub dropped_samples: usize,
+}
+
+struct Member<'p, 'a> {
+    source: usize,
+    family: &'p Family<'a>,
+    part: Part<'a>,
+}
+
+struct Slot<'p, 'a> {
+    members: Vec<Member<'p, 'a>>,
+}
+
+/// Merges `sources` into one page in `to`, appended to `out`.
+pub fn merge(sources: &[SourcePage<'_, '_>], to: Format, out: &mut Vec<u8>) -> MergeReport {
+    let mut report = MergeReport::default();
+    let mut order: Vec<Slot<'_, '_>> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut input_len = 0;
+    for (source_index, source) in sources.iter().enumerate() {
+        for family in &source.page.families {
+            input_len += family.samples.len() * 64;
+            for part in parts(family, source.format, to) {
+                let slot = match index.get(part.name.as_ref()) {
+                    Some(&slot) => slot,
+                    None => {
+                        index.insert(part.name.clone().into_owned(), order.len());
+                        order.push(Slot {
+                            members: Vec::with_capacity(1),
+                        });
+                        order.len() - 1
+                    }
+                };
+                order[slot].members.push(Member {
+                    source: source_index,
+                    family,
+                    part,
+                });
+            }
+        }
+    }
+    out.reserve(input_len);
+    for slot in &order {
+        write_slot(slot, sources, to, out, &mut report);
+    }
+    if to == Format::OpenMetrics {
+        out.extend_from_slice(b"# EOF\n");
+    }
+    report
+}
+
+fn write_slot(
+    slot: &Slot<'_, '_>,
+    sources: &[SourcePage<'_, '_>],
+    to: Format,
+    out: &mut Vec<u8>,
+    report: &mut MergeReport,
+) {
+    let winner = slot
+        .members
+        .iter()
+        .find(|m| m.part.kind != MetricType::Unknown);
+    let kind = winner.map_or(MetricType::Unknown, |m| m.part.kind);
+    let joins = |member: &Member<'_, '_>| {
+        member.part.kind == kind
+            || (member.part.kind == MetricType::Unknown
+                && (kind == MetricType::Gauge
+                    || (kind == MetricType::Counter && to == Format::Text)))
+    };
+    let name = slot.members[0].part.name.as_ref();
+    let start = out.len();
+    let mut help = None;
+    let mut unit = None;
+    for member in slot.members.iter().filter(|m| joins(m) && m.part.primary) {
+        help = help.or(member
+            .family
+            .help
+            .map(|h| (h, sources[member.source].format)));
+        unit = unit.or(member.family.unit);
+    }
+    if let Some((text, from)) = help {
+        write_help(name, text, from, to, out);
+    }
+    out.extend_from_slice(b"# TYPE ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(kind.word(to).as_bytes());
+    out.push(b'\n');
+    if let (Some(unit), Format::OpenMetrics) = (unit, to) {
+        out.extend_from_slice(b"# UNIT ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(unit.as_bytes());
+        out.push(b'\n');
+    }
+    let mut samples = 0;
+    for member in &slot.members {
+        let source = &sources[member.source];
+        let family = member.family;
+        if !joins(member) {
+            let dropped = family
+                .samples
+                .iter()
+                .filter(|s| member.part.takes(family.name, s.name))
+                .count();
+            if dropped > 0 {
+                let winner = winner.map_or("", |m| sources[m.source].name);
+                report.conflicts.push(TypeConflict {
+                    family: name.to_owned(),
+                    kept_source: winner.to_owned(),
+                    kept_type: kind,
+                    dropped_source: source.name.to_owned(),
+                    dropped_type: member.part.kind,
+                    dropped_samples: dropped,
+                });
+            }
+            continue;
+        }
+        for sample in &family.samples {
+            if member.part.takes(family.name, sample.name) {
+                write_sample(sample, source.labels, source.format, to, out);
+                samples += 1;
+            }
+        }
+    }
+    if samples == 0 {
+        // A family without samples says nothing; leave it out.
+        out.truncate(start);
+        return;
+    }
+    report.families += 1;
+    report.samples += samples;
+}
