@@ -16,6 +16,12 @@
 //! 3. every other member of a different type is left out of the page and
 //!    reported in [`MergeReport::conflicts`], so the page stays valid.
 //!
+//! One exception keeps data: a text counter `x_total` is the OpenMetrics
+//! counter `x`, but where a family really called `x` exists (Go's runtime
+//! has the gauge `go_memstats_alloc_bytes` and the counter
+//! `go_memstats_alloc_bytes_total`), the counter keeps its text name as an
+//! `unknown` family instead of being dropped.
+//!
 //! HELP and UNIT come from the first member that has them.
 
 use std::collections::HashMap;
@@ -23,7 +29,7 @@ use std::collections::HashMap;
 use crate::format::Format;
 use crate::model::{Family, MetricType, Page};
 use crate::relabel::LabelSet;
-use crate::write::{parts, write_help, write_sample, Part};
+use crate::write::{parts, whole, write_help, write_sample, Part};
 
 /// One source's page and the labels to add to its samples.
 #[derive(Clone, Copy, Debug)]
@@ -105,6 +111,7 @@ pub fn merge(sources: &[SourcePage<'_, '_>], to: Format, out: &mut Vec<u8>) -> M
             }
         }
     }
+    step_aside_renamed_counters(&mut order, &mut index);
     out.reserve(input_len);
     for slot in &order {
         write_slot(slot, sources, to, out, &mut report);
@@ -113,6 +120,42 @@ pub fn merge(sources: &[SourcePage<'_, '_>], to: Format, out: &mut Vec<u8>) -> M
         out.extend_from_slice(b"# EOF\n");
     }
     report
+}
+
+/// Where a family really called `x` that is not a counter meets a text
+/// counter `x_total` (renamed to `x` for OpenMetrics), the counter keeps its
+/// own name as `unknown`: nothing is dropped and no series is renamed.
+fn step_aside_renamed_counters<'p, 'a>(
+    order: &mut Vec<Slot<'p, 'a>>,
+    index: &mut HashMap<String, usize>,
+) {
+    let mut slot = 0;
+    while slot < order.len() {
+        let members = &order[slot].members;
+        let native_other = members
+            .iter()
+            .any(|m| !m.part.renamed && m.part.kind != MetricType::Counter);
+        if native_other && members.iter().any(|m| m.part.renamed) {
+            let (moved, kept) = std::mem::take(&mut order[slot].members)
+                .into_iter()
+                .partition(|m| m.part.renamed);
+            order[slot].members = kept;
+            for member in moved {
+                let name = member.family.name;
+                let target = *index.entry(name.to_owned()).or_insert_with(|| {
+                    order.push(Slot {
+                        members: Vec::new(),
+                    });
+                    order.len() - 1
+                });
+                order[target].members.push(Member {
+                    part: whole(std::borrow::Cow::Borrowed(name), MetricType::Unknown),
+                    ..member
+                });
+            }
+        }
+        slot += 1;
+    }
 }
 
 fn write_slot(

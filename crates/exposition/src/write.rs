@@ -53,6 +53,11 @@ pub(crate) struct Part<'a> {
     pub(crate) suffixes: Option<&'static [&'static str]>,
     /// Whether HELP and UNIT carry over to this part.
     pub(crate) primary: bool,
+    /// A text counter `x_total` written as the OpenMetrics counter `x`: it
+    /// steps back to `unknown` under its own name when a family really
+    /// called `x` exists (Go's runtime has both `go_memstats_alloc_bytes`
+    /// and `go_memstats_alloc_bytes_total`).
+    pub(crate) renamed: bool,
 }
 
 impl Part<'_> {
@@ -69,17 +74,12 @@ impl Part<'_> {
 /// The output families of `family` when converting `from` → `to`.
 pub(crate) fn parts<'a>(family: &Family<'a>, from: Format, to: Format) -> Vec<Part<'a>> {
     let name = family.name;
-    let whole = |name: Cow<'a, str>, kind| Part {
-        name,
-        kind,
-        suffixes: None,
-        primary: true,
-    };
     let part = |suffix: &str, kind, suffixes, primary| Part {
         name: Cow::Owned(format!("{name}{suffix}")),
         kind,
         suffixes: Some(suffixes),
         primary,
+        renamed: false,
     };
     match (from, to) {
         (Format::Text, Format::Text) | (Format::OpenMetrics, Format::OpenMetrics) => {
@@ -87,9 +87,10 @@ pub(crate) fn parts<'a>(family: &Family<'a>, from: Format, to: Format) -> Vec<Pa
         }
         (Format::Text, Format::OpenMetrics) => match family.kind {
             MetricType::Counter => match name.strip_suffix("_total") {
-                Some(base) if !base.is_empty() => {
-                    vec![whole(Cow::Borrowed(base), MetricType::Counter)]
-                }
+                Some(base) if !base.is_empty() => vec![Part {
+                    renamed: true,
+                    ..whole(Cow::Borrowed(base), MetricType::Counter)
+                }],
                 _ => vec![whole(Cow::Borrowed(name), MetricType::Unknown)],
             },
             kind => vec![whole(Cow::Borrowed(name), kind)],
@@ -107,6 +108,7 @@ pub(crate) fn parts<'a>(family: &Family<'a>, from: Format, to: Format) -> Vec<Pa
                         kind: MetricType::Histogram,
                         suffixes: Some(&["_bucket", "_sum", "_count"]),
                         primary: true,
+                        renamed: false,
                     },
                     created(),
                 ],
@@ -116,6 +118,7 @@ pub(crate) fn parts<'a>(family: &Family<'a>, from: Format, to: Format) -> Vec<Pa
                         kind: MetricType::Summary,
                         suffixes: Some(&["", "_sum", "_count"]),
                         primary: true,
+                        renamed: false,
                     },
                     created(),
                 ],
@@ -131,6 +134,17 @@ pub(crate) fn parts<'a>(family: &Family<'a>, from: Format, to: Format) -> Vec<Pa
                 }
             }
         }
+    }
+}
+
+/// A part that takes every sample of a family.
+pub(crate) fn whole(name: Cow<'_, str>, kind: MetricType) -> Part<'_> {
+    Part {
+        name,
+        kind,
+        suffixes: None,
+        primary: true,
+        renamed: false,
     }
 }
 

@@ -287,12 +287,46 @@ fn text_round_trip_is_identity_for_canonical_pages() {
 }
 
 #[test]
-fn openmetrics_conflict_between_counter_and_gauge_of_the_same_base_name() {
-    // In OpenMetrics a text counter `x_total` and a text gauge `x` both
-    // want the family name `x`: the later one is left out and reported.
+fn a_text_counter_steps_aside_for_a_family_really_named_like_its_base() {
+    // Go's runtime exposes the gauge `go_memstats_alloc_bytes` and the
+    // counter `go_memstats_alloc_bytes_total`. In OpenMetrics both want the
+    // family name `go_memstats_alloc_bytes`: the counter keeps its own name
+    // as `unknown`, so nothing is lost and nothing is renamed.
     let (page, report) = merged(
         &[
             source("a", Format::Text, "# TYPE x_total counter\nx_total 1\n"),
+            source("b", Format::Text, "# TYPE x gauge\nx 1\n"),
+        ],
+        Format::OpenMetrics,
+    );
+    assert_eq!(
+        page,
+        "# TYPE x gauge\nx{exporter=\"b\"} 1\n# TYPE x_total unknown\nx_total{exporter=\"a\"} 1\n# EOF\n"
+    );
+    assert!(report.conflicts.is_empty());
+    let (text, _) = merged(
+        &[source(
+            "a",
+            Format::Text,
+            "# TYPE x_total counter\nx_total 1\n# TYPE x gauge\nx 1\n",
+        )],
+        Format::Text,
+    );
+    assert_eq!(
+        text,
+        "# TYPE x_total counter\nx_total{exporter=\"a\"} 1\n# TYPE x gauge\nx{exporter=\"a\"} 1\n"
+    );
+}
+
+#[test]
+fn an_openmetrics_type_conflict_is_reported() {
+    let (page, report) = merged(
+        &[
+            source(
+                "a",
+                Format::OpenMetrics,
+                "# TYPE x counter\nx_total 1\n# EOF\n",
+            ),
             source("b", Format::Text, "# TYPE x gauge\nx 1\n"),
         ],
         Format::OpenMetrics,
