@@ -109,13 +109,14 @@ pub enum ViolationKind {
 }
 
 /// Checks a parsed page against the strict rules; an empty result means the
-/// page is valid. At most [`MAX_VIOLATIONS`] are returned.
+/// page is valid. At most [`MAX_VIOLATIONS`] are returned, in line order.
 pub fn validate_strict(page: &Page<'_>, format: Format) -> Vec<Violation> {
     let mut check = Checker {
         format,
         out: Vec::new(),
     };
     check.page(page);
+    check.out.sort_by_key(|v| (v.line, v.column));
     check.out
 }
 
