@@ -86,12 +86,40 @@ struct Slot<'p, 'a> {
 /// Merges `sources` into one page in `to`, appended to `out`.
 pub fn merge(sources: &[SourcePage<'_, '_>], to: Format, out: &mut Vec<u8>) -> MergeReport {
     let mut report = MergeReport::default();
-    let mut order: Vec<Slot<'_, '_>> = Vec::new();
+    let slots = collect(sources, to);
+    let samples: usize = sources
+        .iter()
+        .flat_map(|s| &s.page.families)
+        .map(|f| f.samples.len())
+        .sum();
+    // A rough size so the buffer grows once or twice, not twenty times.
+    out.reserve(samples * 64);
+    for slot in &slots {
+        write_slot(slot, sources, to, out, &mut report);
+    }
+    if to == Format::OpenMetrics {
+        out.extend_from_slice(b"# EOF\n");
+    }
+    report
+}
+
+/// The type conflicts [`merge`] would report for the same sources, without
+/// writing the page: a caller can describe them on the page it merges.
+pub fn conflicts(sources: &[SourcePage<'_, '_>], to: Format) -> Vec<TypeConflict> {
+    let mut report = MergeReport::default();
+    for slot in &collect(sources, to) {
+        report_conflicts(slot, sources, to, &mut report);
+    }
+    report.conflicts
+}
+
+/// Groups every family of every source by its output name, in order of
+/// first appearance.
+fn collect<'p, 'a>(sources: &[SourcePage<'p, 'a>], to: Format) -> Vec<Slot<'p, 'a>> {
+    let mut order: Vec<Slot<'p, 'a>> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut input_len = 0;
     for (source_index, source) in sources.iter().enumerate() {
         for family in &source.page.families {
-            input_len += family.samples.len() * 64;
             for part in parts(family, source.format, to) {
                 let slot = match index.get(part.name.as_ref()) {
                     Some(&slot) => slot,
@@ -112,14 +140,7 @@ pub fn merge(sources: &[SourcePage<'_, '_>], to: Format, out: &mut Vec<u8>) -> M
         }
     }
     step_aside_renamed_counters(&mut order, &mut index);
-    out.reserve(input_len);
-    for slot in &order {
-        write_slot(slot, sources, to, out, &mut report);
-    }
-    if to == Format::OpenMetrics {
-        out.extend_from_slice(b"# EOF\n");
-    }
-    report
+    order
 }
 
 /// Where a family really called `x` that is not a counter meets a text
@@ -158,6 +179,51 @@ fn step_aside_renamed_counters<'p, 'a>(
     }
 }
 
+/// The type a slot's family gets (rule 1 of the module doc), and the member
+/// that decided it.
+fn resolve<'s, 'p, 'a>(slot: &'s Slot<'p, 'a>) -> (MetricType, Option<&'s Member<'p, 'a>>) {
+    let winner = slot
+        .members
+        .iter()
+        .find(|m| m.part.kind != MetricType::Unknown);
+    (winner.map_or(MetricType::Unknown, |m| m.part.kind), winner)
+}
+
+/// Whether a member's samples belong under a family of `kind` (rule 2).
+fn joins(member: &Member<'_, '_>, kind: MetricType, to: Format) -> bool {
+    member.part.kind == kind
+        || (member.part.kind == MetricType::Unknown
+            && (kind == MetricType::Gauge || (kind == MetricType::Counter && to == Format::Text)))
+}
+
+/// Records the members left out of a slot (rule 3).
+fn report_conflicts(
+    slot: &Slot<'_, '_>,
+    sources: &[SourcePage<'_, '_>],
+    to: Format,
+    report: &mut MergeReport,
+) {
+    let (kind, winner) = resolve(slot);
+    for member in slot.members.iter().filter(|m| !joins(m, kind, to)) {
+        let family = member.family;
+        let dropped = family
+            .samples
+            .iter()
+            .filter(|s| member.part.takes(family.name, s.name))
+            .count();
+        if dropped > 0 {
+            report.conflicts.push(TypeConflict {
+                family: member.part.name.clone().into_owned(),
+                kept_source: winner.map_or("", |m| sources[m.source].name).to_owned(),
+                kept_type: kind,
+                dropped_source: sources[member.source].name.to_owned(),
+                dropped_type: member.part.kind,
+                dropped_samples: dropped,
+            });
+        }
+    }
+}
+
 fn write_slot(
     slot: &Slot<'_, '_>,
     sources: &[SourcePage<'_, '_>],
@@ -165,22 +231,14 @@ fn write_slot(
     out: &mut Vec<u8>,
     report: &mut MergeReport,
 ) {
-    let winner = slot
-        .members
-        .iter()
-        .find(|m| m.part.kind != MetricType::Unknown);
-    let kind = winner.map_or(MetricType::Unknown, |m| m.part.kind);
-    let joins = |member: &Member<'_, '_>| {
-        member.part.kind == kind
-            || (member.part.kind == MetricType::Unknown
-                && (kind == MetricType::Gauge
-                    || (kind == MetricType::Counter && to == Format::Text)))
-    };
+    report_conflicts(slot, sources, to, report);
+    let (kind, _) = resolve(slot);
+    let joined = || slot.members.iter().filter(move |m| joins(m, kind, to));
     let name = slot.members[0].part.name.as_ref();
     let start = out.len();
     let mut help = None;
     let mut unit = None;
-    for member in slot.members.iter().filter(|m| joins(m) && m.part.primary) {
+    for member in joined().filter(|m| m.part.primary) {
         help = help.or(member
             .family
             .help
@@ -203,28 +261,9 @@ fn write_slot(
         out.push(b'\n');
     }
     let mut samples = 0;
-    for member in &slot.members {
+    for member in joined() {
         let source = &sources[member.source];
         let family = member.family;
-        if !joins(member) {
-            let dropped = family
-                .samples
-                .iter()
-                .filter(|s| member.part.takes(family.name, s.name))
-                .count();
-            if dropped > 0 {
-                let winner = winner.map_or("", |m| sources[m.source].name);
-                report.conflicts.push(TypeConflict {
-                    family: name.to_owned(),
-                    kept_source: winner.to_owned(),
-                    kept_type: kind,
-                    dropped_source: source.name.to_owned(),
-                    dropped_type: member.part.kind,
-                    dropped_samples: dropped,
-                });
-            }
-            continue;
-        }
         for sample in &family.samples {
             if member.part.takes(family.name, sample.name) {
                 write_sample(sample, source.labels, source.format, to, out);

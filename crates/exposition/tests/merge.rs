@@ -37,6 +37,7 @@ fn merged(sources: &[Source], to: Format) -> (String, exposition::MergeReport) {
         .collect();
     let mut out = Vec::new();
     let report = merge(&inputs, to, &mut out);
+    assert_eq!(exposition::conflicts(&inputs, to), report.conflicts);
     let out = String::from_utf8(out).unwrap();
     let reparsed = parse(out.as_bytes(), to).unwrap_or_else(|e| panic!("{e}\n{out}"));
     let violations = validate_strict(&reparsed, to);
