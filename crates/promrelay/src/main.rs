@@ -3,11 +3,12 @@
 //!
 //! # Layout
 //!
-//! - `lint`: `promrelay lint`, a strict checker for exposition pages built on
-//!   the exposition engine.
-//! - `agent` and `gateway` arrive with their own modules.
+//! - `commands`: one module per subcommand; each parses its flags and
+//!   wires the library crates together.
+//! - `logging`: `--log.level` and `--log.format`.
 
-mod lint;
+mod commands;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -24,18 +25,19 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run next to the measured things and merge their metrics into one page.
-    Agent,
+    Agent(commands::agent::Args),
     /// Run where Prometheus can reach, and scrape agents through tunnels.
     Gateway,
     /// Check an exposition page, like `promtool check metrics`.
-    Lint(lint::Args),
+    Lint(commands::lint::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Lint(args) => lint::run(&args),
-        Command::Agent | Command::Gateway => {
+        Command::Lint(args) => commands::lint::run(&args),
+        Command::Agent(args) => commands::agent::run(args),
+        Command::Gateway => {
             eprintln!("promrelay: this mode is not yet available in this version");
             ExitCode::from(2)
         }

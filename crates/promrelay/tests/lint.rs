@@ -24,7 +24,12 @@ fn example() -> String {
 #[test]
 fn a_valid_page_exits_zero_silently() {
     let out = lint(&[&example()], b"");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(out.stdout.is_empty());
     let page = std::fs::read(example()).unwrap();
     assert!(testkit::promtool_check_metrics(&page).is_clean());
@@ -34,7 +39,10 @@ fn a_valid_page_exits_zero_silently() {
 fn a_parse_error_prints_line_and_column_and_exits_one() {
     let out = lint(&["-"], b"# TYPE a gauge\na{b=\"c\" 1\n");
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "2:9: expected ',' or '}' after the label value, found '1'\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2:9: expected ',' or '}' after the label value, found '1'\n"
+    );
 }
 
 #[test]
@@ -45,8 +53,14 @@ fn strict_violations_are_all_listed() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<_> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
-    assert!(lines[1].starts_with("5:1: series a{} appears twice"), "{stdout}");
-    assert!(lines[0].starts_with("2:1: histogram \"h\": the series set {} has no le=\"+Inf\" bucket"), "{stdout}");
+    assert!(
+        lines[1].starts_with("5:1: series a{} appears twice"),
+        "{stdout}"
+    );
+    assert!(
+        lines[0].starts_with("2:1: histogram \"h\": the series set {} has no le=\"+Inf\" bucket"),
+        "{stdout}"
+    );
     // The lenient level accepts what Prometheus's scraper accepts.
     assert_eq!(lint(&["--level=lenient"], page).status.code(), Some(0));
 }
@@ -59,7 +73,10 @@ fn the_format_is_sniffed_or_forced() {
     assert_eq!(forced.status.code(), Some(0), "# EOF is a comment in text");
     let out = lint(&["--format=openmetrics"], b"c_total 1\n");
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "2:1: the page does not end with # EOF\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2:1: the page does not end with # EOF\n"
+    );
 }
 
 #[test]
@@ -82,7 +99,16 @@ fn agrees_with_promtool_on_parse_errors() {
     ];
     for page in broken {
         let promtool = testkit::promtool_check_metrics(page);
-        assert!(!promtool.parse_ok(), "promtool accepted {:?}", String::from_utf8_lossy(page));
-        assert_eq!(lint(&[], page).status.code(), Some(1), "{:?}", String::from_utf8_lossy(page));
+        assert!(
+            !promtool.parse_ok(),
+            "promtool accepted {:?}",
+            String::from_utf8_lossy(page)
+        );
+        assert_eq!(
+            lint(&[], page).status.code(),
+            Some(1),
+            "{:?}",
+            String::from_utf8_lossy(page)
+        );
     }
 }

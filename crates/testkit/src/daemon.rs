@@ -86,7 +86,19 @@ impl Daemon {
     ///
     /// If the program cannot be spawned, exits before it is ready, or is not
     /// ready in time; the message includes the tail of its stderr.
-    pub fn start(mut command: Command, addr: SocketAddr, ready_path: &str, dir: TempDir) -> Daemon {
+    pub fn start(command: Command, addr: SocketAddr, ready_path: &str, dir: TempDir) -> Daemon {
+        Daemon::start_with_headers(command, addr, ready_path, &[], dir)
+    }
+
+    /// Like [`Daemon::start`], sending `headers` with the readiness request
+    /// (for a program that wants credentials on every endpoint).
+    pub fn start_with_headers(
+        mut command: Command,
+        addr: SocketAddr,
+        ready_path: &str,
+        headers: &[(&str, &str)],
+        dir: TempDir,
+    ) -> Daemon {
         let name = Path::new(command.get_program()).file_name().map_or_else(
             || "program".to_owned(),
             |n| n.to_string_lossy().into_owned(),
@@ -112,11 +124,11 @@ impl Daemon {
             stderr_path,
             dir,
         };
-        daemon.wait_ready(ready_path);
+        daemon.wait_ready(ready_path, headers);
         daemon
     }
 
-    fn wait_ready(&mut self, ready_path: &str) {
+    fn wait_ready(&mut self, ready_path: &str, headers: &[(&str, &str)]) {
         let url = self.url(ready_path);
         let started = Instant::now();
         let mut pause = Duration::from_millis(10);
@@ -128,7 +140,8 @@ impl Daemon {
                     self.stderr_tail()
                 );
             }
-            let last = match request_with_timeout("GET", &url, &[], &[], Duration::from_secs(2)) {
+            let last = match request_with_timeout("GET", &url, headers, &[], Duration::from_secs(2))
+            {
                 Ok(response) if response.status == 200 => return,
                 Ok(response) => format!("HTTP {}", response.status),
                 Err(e) => e.to_string(),

@@ -1,0 +1,647 @@
+//! The agent's configuration: a YAML file, sources given as flags, or both.
+//!
+//! Unknown keys are refused with their line; after parsing, [`Config::validate`]
+//! checks what YAML cannot (unique names, one kind per source, patterns that
+//! compile, limits above zero). A configuration is used only whole: a reload
+//! that fails validation changes nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration::PromDuration;
+
+/// The whole agent configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The label that tells the sources' samples apart on the merged page.
+    #[serde(default = "default_source_label")]
+    pub source_label: String,
+    /// The longest a scrape may take when Prometheus sends no
+    /// `X-Prometheus-Scrape-Timeout-Seconds`, and the cap when it does.
+    #[serde(default = "default_scrape_timeout")]
+    pub scrape_timeout: PromDuration,
+    /// Commands that may run at the same time across all exec sources.
+    #[serde(default = "default_max_commands")]
+    pub max_concurrent_commands: usize,
+    /// The sources, merged in this order.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+}
+
+fn default_source_label() -> String {
+    "exporter".to_owned()
+}
+
+fn default_scrape_timeout() -> PromDuration {
+    PromDuration(Duration::from_secs(10))
+}
+
+fn default_max_commands() -> usize {
+    4
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            source_label: default_source_label(),
+            scrape_timeout: default_scrape_timeout(),
+            max_concurrent_commands: default_max_commands(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// One source: a name, labels, and exactly one of `http`, `exec`, `file`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The name: the value of the source label and the path
+    /// `/sources/<name>/metrics`. Letters, digits, `_`, `-` and `.`.
+    pub name: String,
+    /// Static labels added to every sample of this source.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Scrape an HTTP exporter.
+    pub http: Option<HttpConfig>,
+    /// Run a command.
+    pub exec: Option<ExecConfig>,
+    /// Read `.prom` files.
+    pub file: Option<FileConfig>,
+}
+
+/// An HTTP exporter.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The exporter's URL, `http` or `https`.
+    pub url: String,
+    /// Upper bound for one scrape of this source.
+    #[serde(default = "default_source_timeout")]
+    pub timeout: PromDuration,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Basic auth to the backend.
+    pub basic_auth: Option<BasicAuth>,
+    /// A bearer token, given inline.
+    pub bearer_token: Option<String>,
+    /// A bearer token, read from a file at each scrape.
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS to the backend.
+    pub tls_config: Option<TlsConfig>,
+    /// The largest page accepted, in bytes.
+    #[serde(default = "default_max_page")]
+    pub max_page_size: usize,
+}
+
+fn default_source_timeout() -> PromDuration {
+    PromDuration(Duration::from_secs(10))
+}
+
+fn default_max_page() -> usize {
+    64 << 20
+}
+
+/// Basic auth credentials, as in `prometheus.yml`.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The user name.
+    pub username: String,
+    /// The password, inline.
+    pub password: Option<String>,
+    /// The password, read from a file.
+    pub password_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for BasicAuth {
+    // Never print a secret, not even in a debug log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<secret>"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+/// TLS settings toward a backend, as in `prometheus.yml`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificates to trust, PEM.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate, PEM.
+    pub cert_file: Option<PathBuf>,
+    /// Client key, PEM.
+    pub key_file: Option<PathBuf>,
+    /// Skip verification of the backend's certificate.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// A command run on demand, or in the background with `interval`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecConfig {
+    /// The program; never run through a shell.
+    pub command: String,
+    /// Fixed arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Fixed extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Hard limit for one run; the process group is killed after it.
+    #[serde(default = "default_source_timeout")]
+    pub timeout: PromDuration,
+    /// The most bytes of output accepted.
+    #[serde(default = "default_max_output")]
+    pub max_output: usize,
+    /// Run in the background this often and serve the last good result.
+    pub interval: Option<PromDuration>,
+    /// With `interval`: how old the last good result may be when served.
+    pub max_age: Option<PromDuration>,
+    /// Query parameters that may reach the command.
+    #[serde(default)]
+    pub params: Vec<ParamConfig>,
+}
+
+fn default_max_output() -> usize {
+    16 << 20
+}
+
+/// One allowed query parameter.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ParamConfig {
+    /// The query parameter's name.
+    pub name: String,
+    /// A regular expression the whole value must match.
+    pub pattern: String,
+    /// Pass the value as the next argument (`arg`) ...
+    #[serde(default)]
+    pub arg: bool,
+    /// ... or as this environment variable.
+    pub env: Option<String>,
+}
+
+/// `.prom` files read at scrape time.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// A glob, e.g. `/var/lib/node_exporter/textfile/*.prom`.
+    pub glob: String,
+    /// The largest file read, in bytes.
+    #[serde(default = "default_max_page")]
+    pub max_file_size: usize,
+    /// The most files read.
+    #[serde(default = "default_max_files")]
+    pub max_files: usize,
+}
+
+fn default_max_files() -> usize {
+    1000
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// YAML that does not fit the schema; the message names line and key.
+    #[error("{path}: {message}")]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// serde_yaml's message, with line and column.
+        message: String,
+    },
+    /// A flag that does not read as `NAME=VALUE`.
+    #[error("--source.{kind}={value}: expected NAME={what}")]
+    Flag {
+        /// `http`, `exec` or `file`.
+        kind: &'static str,
+        /// The flag's value.
+        value: String,
+        /// What follows the `=`.
+        what: &'static str,
+    },
+    /// A rule that YAML cannot express.
+    #[error("{at}: {problem}")]
+    Invalid {
+        /// Where: `sources[2] "name": exec.timeout`.
+        at: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_yaml(&text, path)
+    }
+
+    /// Parses and validates YAML; `path` is only used in messages.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        // An empty file is the default configuration, not an error.
+        let config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Adds the sources given as flags (`NAME=VALUE`), after the file's.
+    pub fn add_flag_sources(
+        &mut self,
+        http: &[String],
+        exec: &[String],
+        file: &[String],
+    ) -> Result<(), ConfigError> {
+        let split = |kind, what, value: &String| {
+            value
+                .split_once('=')
+                .filter(|(name, rest)| !name.is_empty() && !rest.is_empty())
+                .map(|(name, rest)| (name.to_owned(), rest.to_owned()))
+                .ok_or_else(|| ConfigError::Flag {
+                    kind,
+                    value: value.clone(),
+                    what,
+                })
+        };
+        let blank = |name| SourceConfig {
+            name,
+            labels: BTreeMap::new(),
+            http: None,
+            exec: None,
+            file: None,
+        };
+        for value in http {
+            let (name, url) = split("http", "URL", value)?;
+            self.sources.push(SourceConfig {
+                http: Some(HttpConfig {
+                    url,
+                    timeout: default_source_timeout(),
+                    headers: BTreeMap::new(),
+                    basic_auth: None,
+                    bearer_token: None,
+                    bearer_token_file: None,
+                    tls_config: None,
+                    max_page_size: default_max_page(),
+                }),
+                ..blank(name)
+            });
+        }
+        for value in exec {
+            let (name, command_line) = split("exec", "COMMAND", value)?;
+            // Split on whitespace only: no shell, no quoting.
+            let mut words = command_line.split_whitespace().map(str::to_owned);
+            let command = words.next().unwrap_or_default();
+            self.sources.push(SourceConfig {
+                exec: Some(ExecConfig {
+                    command,
+                    args: words.collect(),
+                    env: BTreeMap::new(),
+                    timeout: default_source_timeout(),
+                    max_output: default_max_output(),
+                    interval: None,
+                    max_age: None,
+                    params: Vec::new(),
+                }),
+                ..blank(name)
+            });
+        }
+        for value in file {
+            let (name, glob) = split("file", "GLOB", value)?;
+            self.sources.push(SourceConfig {
+                file: Some(FileConfig {
+                    glob,
+                    max_file_size: default_max_page(),
+                    max_files: default_max_files(),
+                }),
+                ..blank(name)
+            });
+        }
+        self.validate()
+    }
+
+    /// Checks the rules YAML cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |at: String, problem: String| ConfigError::Invalid { at, problem };
+        if !exposition::parse::is_label_name(&self.source_label)
+            || self.source_label.starts_with("__")
+        {
+            return Err(invalid(
+                "source_label".into(),
+                format!("{:?} is not a usable label name", self.source_label),
+            ));
+        }
+        if self.scrape_timeout.0.is_zero() {
+            return Err(invalid(
+                "scrape_timeout".into(),
+                "must be above zero".into(),
+            ));
+        }
+        if self.max_concurrent_commands == 0 {
+            return Err(invalid(
+                "max_concurrent_commands".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        for (index, source) in self.sources.iter().enumerate() {
+            let at = |field: &str| format!("sources[{index}] {:?}{field}", source.name);
+            if !is_source_name(&source.name) {
+                return Err(invalid(
+                    at(": name"),
+                    "use letters, digits, '_', '-' and '.' only".into(),
+                ));
+            }
+            if self.sources[..index].iter().any(|s| s.name == source.name) {
+                return Err(invalid(at(": name"), "another source has this name".into()));
+            }
+            let kinds = [
+                source.http.is_some(),
+                source.exec.is_some(),
+                source.file.is_some(),
+            ];
+            if kinds.iter().filter(|&&k| k).count() != 1 {
+                return Err(invalid(
+                    at(""),
+                    "give exactly one of http, exec or file".into(),
+                ));
+            }
+            exposition::LabelSet::new(&source.labels)
+                .map_err(|e| invalid(at(": labels"), e.to_string()))?;
+            if source.labels.contains_key(&self.source_label) {
+                return Err(invalid(
+                    at(": labels"),
+                    format!(
+                        "{:?} is the source label; the agent sets it",
+                        self.source_label
+                    ),
+                ));
+            }
+            if let Some(http) = &source.http {
+                validate_http(http)
+                    .map_err(|(field, problem)| invalid(at(&format!(": http.{field}")), problem))?;
+            }
+            if let Some(exec) = &source.exec {
+                validate_exec(exec)
+                    .map_err(|(field, problem)| invalid(at(&format!(": exec.{field}")), problem))?;
+            }
+            if let Some(file) = &source.file {
+                if file.glob.is_empty() {
+                    return Err(invalid(at(": file.glob"), "must not be empty".into()));
+                }
+                glob::Pattern::new(&file.glob)
+                    .map_err(|e| invalid(at(": file.glob"), e.to_string()))?;
+                if file.max_file_size == 0 || file.max_files == 0 {
+                    return Err(invalid(
+                        at(": file"),
+                        "max_file_size and max_files must be above zero".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+type FieldProblem = (&'static str, String);
+
+fn validate_http(http: &HttpConfig) -> Result<(), FieldProblem> {
+    let url = reqwest::Url::parse(&http.url).map_err(|e| ("url", e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err((
+            "url",
+            format!("scheme {:?} is not http or https", url.scheme()),
+        ));
+    }
+    if http.timeout.0.is_zero() {
+        return Err(("timeout", "must be above zero".into()));
+    }
+    if http.max_page_size == 0 {
+        return Err(("max_page_size", "must be above zero".into()));
+    }
+    for (name, value) in &http.headers {
+        reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ("headers", format!("{name:?} is not a header name")))?;
+        reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            (
+                "headers",
+                format!("the value of {name:?} is not a valid header value"),
+            )
+        })?;
+    }
+    let auth_kinds = [
+        http.basic_auth.is_some(),
+        http.bearer_token.is_some(),
+        http.bearer_token_file.is_some(),
+    ];
+    if auth_kinds.iter().filter(|&&k| k).count() > 1 {
+        return Err((
+            "basic_auth",
+            "give at most one of basic_auth, bearer_token, bearer_token_file".into(),
+        ));
+    }
+    if let Some(auth) = &http.basic_auth {
+        if auth.password.is_some() && auth.password_file.is_some() {
+            return Err((
+                "basic_auth",
+                "give password or password_file, not both".into(),
+            ));
+        }
+    }
+    if let Some(tls) = &http.tls_config {
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(("tls_config", "cert_file and key_file go together".into()));
+        }
+    }
+    Ok(())
+}
+
+fn validate_exec(exec: &ExecConfig) -> Result<(), FieldProblem> {
+    if exec.command.is_empty() {
+        return Err(("command", "must not be empty".into()));
+    }
+    if exec.timeout.0.is_zero() {
+        return Err(("timeout", "must be above zero".into()));
+    }
+    if exec.max_output == 0 {
+        return Err(("max_output", "must be above zero".into()));
+    }
+    match (exec.interval, exec.max_age) {
+        (Some(interval), _) if interval.0.is_zero() => {
+            return Err(("interval", "must be above zero".into()))
+        }
+        (Some(_), _) if !exec.params.is_empty() => {
+            return Err((
+                "params",
+                "a command run in the background cannot take query parameters".into(),
+            ))
+        }
+        (Some(interval), Some(max_age)) if max_age < interval => {
+            return Err((
+                "max_age",
+                format!("must be at least the interval ({interval})"),
+            ))
+        }
+        (None, Some(_)) => return Err(("max_age", "only applies with interval".into())),
+        _ => {}
+    }
+    for (index, param) in exec.params.iter().enumerate() {
+        if param.name.is_empty() {
+            return Err(("params", format!("[{index}]: name must not be empty")));
+        }
+        if exec.params[..index].iter().any(|p| p.name == param.name) {
+            return Err((
+                "params",
+                format!("[{index}]: {:?} is listed twice", param.name),
+            ));
+        }
+        if param.arg == param.env.is_some() {
+            return Err((
+                "params",
+                format!(
+                    "[{index}] {:?}: give exactly one of arg: true or env: NAME",
+                    param.name
+                ),
+            ));
+        }
+        if let Some(env) = &param.env {
+            let valid = !env.is_empty()
+                && env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !env.as_bytes()[0].is_ascii_digit();
+            if !valid {
+                return Err((
+                    "params",
+                    format!(
+                        "[{index}] {:?}: env {env:?} is not a variable name",
+                        param.name
+                    ),
+                ));
+            }
+        }
+        regex::Regex::new(&param.pattern).map_err(|e| {
+            (
+                "params",
+                format!("[{index}] {:?}: pattern: {e}", param.name),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether `name` can name a source: it appears in URLs and label values.
+pub fn is_source_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::from_yaml(text, Path::new("agent.yml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let text = include_str!("../../../examples/agent.yml");
+        let config = parse(text).unwrap();
+        assert!(config.sources.len() >= 3);
+    }
+
+    #[test]
+    fn unknown_keys_name_their_line() {
+        let error =
+            parse("sources:\n  - name: a\n    http:\n      url: http://x/\n      timout: 5s\n")
+                .unwrap_err();
+        assert!(error.contains("unknown field `timout`"), "{error}");
+        assert!(error.contains("line 5"), "{error}");
+        let error = parse("scrape_timeout: 10s\nbogus: 1\n").unwrap_err();
+        assert!(
+            error.contains("line 2") && error.contains("bogus"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_where() {
+        let cases = [
+            ("sources:\n  - name: a\n", "exactly one of http, exec or file"),
+            ("sources:\n  - name: a/b\n    file: {glob: x}\n", "name"),
+            ("sources:\n  - {name: a, file: {glob: x}}\n  - {name: a, file: {glob: y}}\n", "another source has this name"),
+            ("sources:\n  - name: a\n    http: {url: 'ftp://x/'}\n", "scheme"),
+            ("sources:\n  - name: a\n    http: {url: 'http://x/', timeout: 0}\n", "above zero"),
+            ("sources:\n  - name: a\n    exec: {command: x, timeout: 5q}\n", "not a duration"),
+            ("sources:\n  - name: a\n    exec: {command: x, params: [{name: p, pattern: '(', arg: true}]}\n", "pattern"),
+            ("sources:\n  - name: a\n    exec: {command: x, params: [{name: p, pattern: 'x'}]}\n", "exactly one of arg"),
+            ("sources:\n  - name: a\n    exec: {command: x, interval: 10s, params: [{name: p, pattern: 'x', arg: true}]}\n", "background"),
+            ("sources:\n  - name: a\n    exec: {command: x, interval: 10s, max_age: 5s}\n", "max_age"),
+            ("sources:\n  - name: a\n    labels: {exporter: x}\n    file: {glob: x}\n", "source label"),
+            ("sources:\n  - name: a\n    labels: {'1x': x}\n    file: {glob: x}\n", "not a valid label name"),
+            ("source_label: __x\n", "source_label"),
+            ("max_concurrent_commands: 0\n", "at least 1"),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text).expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn flags_add_sources() {
+        let mut config = Config::default();
+        config
+            .add_flag_sources(
+                &["node=http://127.0.0.1:9100/metrics".into()],
+                &["script=/bin/echo a b".into()],
+                &["files=/tmp/*.prom".into()],
+            )
+            .unwrap();
+        let names: Vec<_> = config.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["node", "script", "files"]);
+        assert_eq!(config.sources[1].exec.as_ref().unwrap().args, ["a", "b"]);
+        let error = config
+            .add_flag_sources(&["nourl".into()], &[], &[])
+            .unwrap_err();
+        assert_eq!(error.to_string(), "--source.http=nourl: expected NAME=URL");
+        let mut config = Config::default();
+        let error = config
+            .add_flag_sources(&["a=http://x/".into(), "a=http://y/".into()], &[], &[])
+            .unwrap_err();
+        assert!(error.to_string().contains("another source has this name"));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let config = parse("sources:\n  - name: a\n    http:\n      url: http://x/\n      basic_auth: {username: u, password: hunter2}\n").unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

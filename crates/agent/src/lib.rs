@@ -1,0 +1,20 @@
+//! The promrelay agent: one correct page for many local sources.
+//!
+//! # Layout
+//!
+//! - [`config`]: the YAML file and flags, validated whole.
+//! - [`duration`]: Prometheus's duration syntax.
+//! - [`source`]: the kinds of source (`http`, `exec`, `file`) behind one
+//!   interface.
+//! - [`runtime`]: a configuration turned into running sources; swapped
+//!   whole on reload.
+//! - [`scrape`]: one scrape: all sources within one deadline, merged by the
+//!   exposition engine, with health series per source.
+//! - [`service`]: the HTTP endpoints.
+
+pub mod config;
+pub mod duration;
+pub mod runtime;
+pub mod scrape;
+pub mod service;
+pub mod source;

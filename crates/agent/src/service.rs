@@ -1,0 +1,363 @@
+//! The agent's HTTP endpoints.
+//!
+//! - `GET /metrics`: every source merged, with health series.
+//! - `GET /sources/<name>/metrics`: one source's page as it gave it.
+//! - `GET /-/healthy`, `GET /-/ready`, `POST|PUT /-/reload`.
+//! - `GET /`: a short page for people.
+//!
+//! The scrape deadline is Prometheus's `X-Prometheus-Scrape-Timeout-Seconds`
+//! less a margin, capped by the configured `scrape_timeout`. Query
+//! parameters reach a command only through its source's allowlist; any
+//! other parameter is refused with 400.
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use exposition::Format;
+use tokio::time::Instant;
+
+use crate::config::{Config, ConfigError};
+use crate::runtime::Runtime;
+use crate::scrape::{params_for, render, scrape_all, scrape_one, AgentSeries};
+use crate::source::{ScrapeContext, SourceError};
+
+/// Most query parameters one scrape may carry.
+pub const MAX_PARAMS: usize = 32;
+/// Longest query parameter value accepted.
+pub const MAX_PARAM_VALUE: usize = 1024;
+
+/// Loads the configuration: from the file and flags at start, again on
+/// each reload.
+pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// The agent: the running configuration and what its endpoints share.
+pub struct Agent {
+    runtime: ArcSwap<Runtime>,
+    loader: ConfigLoader,
+    scrapes: AtomicU64,
+    /// Held only to update or read two fields, never across an await.
+    reload: Mutex<ReloadState>,
+    /// Serialises reloads so two cannot interleave their builds.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("runtime", &self.runtime.load())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ReloadState {
+    ok: bool,
+    time: f64,
+}
+
+fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Agent {
+    /// Loads and starts the first configuration.
+    pub fn start(loader: ConfigLoader) -> Result<Arc<Agent>, ConfigError> {
+        let runtime = Runtime::build(loader()?)?;
+        Ok(Arc::new(Agent {
+            runtime: ArcSwap::from_pointee(runtime),
+            loader,
+            scrapes: AtomicU64::new(0),
+            reload: Mutex::new(ReloadState {
+                ok: true,
+                time: now_seconds(),
+            }),
+            reloading: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// Loads, validates and builds the configuration again, then swaps it
+    /// in whole. On error nothing changes and the old one keeps serving.
+    pub async fn reload(&self) -> Result<(), ConfigError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let built = (self.loader)().and_then(Runtime::build);
+        let mut state = self
+            .reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match built {
+            Ok(runtime) => {
+                self.runtime.store(Arc::new(runtime));
+                *state = ReloadState {
+                    ok: true,
+                    time: now_seconds(),
+                };
+                tracing::info!("configuration reloaded");
+                Ok(())
+            }
+            Err(error) => {
+                state.ok = false;
+                tracing::error!(error = %error, "configuration reload failed; the previous one stays");
+                Err(error)
+            }
+        }
+    }
+
+    /// The configuration in use.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// The HTTP endpoints.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/", get(index))
+            .route("/metrics", get(metrics))
+            .route("/sources/{name}/metrics", get(source_metrics))
+            .route("/-/healthy", get(|| async { "Healthy.\n" }))
+            .route("/-/ready", get(|| async { "Ready.\n" }))
+            .route("/-/reload", post(reload).put(reload))
+            .with_state(Arc::clone(self))
+    }
+}
+
+/// Why a request was refused; client errors are not logged as failures.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// A query parameter no source accepts.
+    #[error("query parameter {0:?} is not allowed")]
+    ParamNotAllowed(String),
+    /// A value that does not match a source's pattern.
+    #[error("query parameter {name:?} does not match the pattern of source {source_name:?}")]
+    ParamRejected {
+        /// The parameter.
+        name: String,
+        /// The source whose pattern refused it.
+        source_name: String,
+    },
+    /// Too many or too long parameters.
+    #[error("too many query parameters or a value too long (at most {MAX_PARAMS}, {MAX_PARAM_VALUE} bytes each)")]
+    ParamsTooLarge,
+    /// The same parameter twice.
+    #[error("query parameter {0:?} is given twice")]
+    ParamTwice(String),
+    /// No such source.
+    #[error("no source named {0:?}")]
+    UnknownSource(String),
+    /// The one source asked for failed.
+    #[error("source {source_name:?} failed: {error}")]
+    SourceFailed {
+        /// The source.
+        source_name: String,
+        /// How.
+        error: SourceError,
+    },
+    /// A reload that did not validate.
+    #[error("reload refused, the previous configuration stays: {0}")]
+    Reload(ConfigError),
+}
+
+impl IntoResponse for RequestError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            RequestError::ParamNotAllowed(_)
+            | RequestError::ParamRejected { .. }
+            | RequestError::ParamsTooLarge
+            | RequestError::ParamTwice(_) => StatusCode::BAD_REQUEST,
+            RequestError::UnknownSource(_) => StatusCode::NOT_FOUND,
+            RequestError::SourceFailed {
+                error: SourceError::Timeout(_),
+                ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            RequestError::SourceFailed { .. } => StatusCode::BAD_GATEWAY,
+            RequestError::Reload(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
+/// When this scrape must be answered.
+fn deadline(headers: &HeaderMap, cap: Duration) -> Instant {
+    let asked = headers
+        .get("x-prometheus-scrape-timeout-seconds")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(cap, |s| Duration::from_secs_f64(s.min(cap.as_secs_f64())));
+    // Answer a little before Prometheus gives up, so a late source costs
+    // its own series and not the whole page.
+    let margin = (asked / 10).min(Duration::from_millis(500));
+    Instant::now() + asked.saturating_sub(margin)
+}
+
+/// Checks the query parameters against the allowlists of `sources`.
+fn check_params(
+    runtime: &Runtime,
+    only: Option<&str>,
+    params: &[(String, String)],
+) -> Result<(), RequestError> {
+    if params.len() > MAX_PARAMS || params.iter().any(|(_, v)| v.len() > MAX_PARAM_VALUE) {
+        return Err(RequestError::ParamsTooLarge);
+    }
+    for (index, (name, value)) in params.iter().enumerate() {
+        if params[..index].iter().any(|(n, _)| n == name) {
+            return Err(RequestError::ParamTwice(name.clone()));
+        }
+        let mut allowed = false;
+        for source in runtime
+            .sources
+            .iter()
+            .filter(|s| only.is_none_or(|o| o == s.name))
+        {
+            if let Some(rule) = source.source.params().iter().find(|r| r.name == *name) {
+                if !rule.accepts(value) {
+                    return Err(RequestError::ParamRejected {
+                        name: name.clone(),
+                        source_name: source.name.clone(),
+                    });
+                }
+                allowed = true;
+            }
+        }
+        if !allowed {
+            return Err(RequestError::ParamNotAllowed(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+async fn metrics(
+    State(agent): State<Arc<Agent>>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response, RequestError> {
+    let runtime = agent.runtime();
+    check_params(&runtime, None, &params)?;
+    let deadline = deadline(&headers, runtime.scrape_timeout());
+    let outcomes = scrape_all(&runtime.sources, deadline, &params).await;
+    let scrapes = agent.scrapes.fetch_add(1, Ordering::Relaxed) + 1;
+    let reload = *agent
+        .reload
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let series = AgentSeries {
+        scrapes,
+        reload_ok: reload.ok,
+        reload_time: reload.time,
+    };
+    let format = negotiate(&headers);
+    let body = render(&outcomes, &series, format);
+    Ok(page_response(&headers, format.content_type(), body))
+}
+
+async fn source_metrics(
+    State(agent): State<Arc<Agent>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response, RequestError> {
+    let runtime = agent.runtime();
+    let source = runtime
+        .source(&name)
+        .ok_or_else(|| RequestError::UnknownSource(name.clone()))?;
+    check_params(&runtime, Some(&name), &params)?;
+    let ctx = ScrapeContext {
+        deadline: deadline(&headers, runtime.scrape_timeout()),
+        params: params_for(source, &params),
+    };
+    let outcome = scrape_one(Arc::clone(source), &ctx).await;
+    match outcome.result {
+        Ok(scraped) => Ok(page_response(
+            &headers,
+            scraped.format.content_type(),
+            scraped.body.to_vec(),
+        )),
+        Err(error) => Err(RequestError::SourceFailed {
+            source_name: name,
+            error,
+        }),
+    }
+}
+
+async fn reload(State(agent): State<Arc<Agent>>) -> Result<&'static str, RequestError> {
+    agent.reload().await.map_err(RequestError::Reload)?;
+    Ok("Configuration reloaded.\n")
+}
+
+async fn index(State(agent): State<Arc<Agent>>) -> Html<String> {
+    let runtime = agent.runtime();
+    let mut rows = String::new();
+    for source in &runtime.sources {
+        let kind = match source.source {
+            crate::source::Source::Http(_) => "http",
+            crate::source::Source::Exec(_) => "exec",
+            crate::source::Source::File(_) => "file",
+        };
+        rows.push_str(&format!(
+            "<tr><td><a href=\"/sources/{0}/metrics\">{0}</a></td><td>{kind}</td></tr>",
+            source.name
+        ));
+    }
+    Html(format!(
+        "<!doctype html><html><head><title>promrelay agent</title></head><body>\
+         <h1>promrelay agent</h1><p><a href=\"/metrics\">Merged metrics</a></p>\
+         <table><tr><th>source</th><th>kind</th></tr>{rows}</table></body></html>"
+    ))
+}
+
+fn negotiate(headers: &HeaderMap) -> Format {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Format::Text, Format::negotiate)
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            name.eq_ignore_ascii_case("gzip") && !refused
+        })
+}
+
+fn page_response(headers: &HeaderMap, content_type: &'static str, body: Vec<u8>) -> Response {
+    let mut response = if accepts_gzip(headers) {
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        // Writing into a Vec cannot fail.
+        let compressed = encoder.write_all(&body).and_then(|()| encoder.finish());
+        match compressed {
+            Ok(compressed) => {
+                let mut response = compressed.into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                response
+            }
+            Err(_) => body.into_response(),
+        }
+    } else {
+        body.into_response()
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

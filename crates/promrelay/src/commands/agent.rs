@@ -1,0 +1,162 @@
+//! `promrelay agent`: serve the merged page of the configured sources.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use agent::config::{Config, ConfigError};
+use agent::service::Agent;
+use tokio::signal::unix::{signal, SignalKind};
+use web::{WebConfig, WebConfigHandle};
+
+use crate::logging::{self, LogFormat, LogLevel};
+
+/// Arguments of `promrelay agent`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The YAML configuration file.
+    #[arg(long = "config.file", value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Where to listen: `HOST:PORT`, or `:PORT` for every interface.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = ":9437"
+    )]
+    listen_address: String,
+    /// TLS and basic auth, in the exporter-toolkit web configuration format.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
+    /// An HTTP source, `NAME=URL` (repeatable).
+    #[arg(long = "source.http", value_name = "NAME=URL")]
+    http: Vec<String>,
+    /// A command source, `NAME=COMMAND [ARGS...]`, split on spaces, no shell
+    /// (repeatable).
+    #[arg(long = "source.exec", value_name = "NAME=COMMAND")]
+    exec: Vec<String>,
+    /// A file source, `NAME=GLOB` (repeatable).
+    #[arg(long = "source.file", value_name = "NAME=GLOB")]
+    file: Vec<String>,
+    /// Only log messages of this level or above.
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    log_level: LogLevel,
+    /// How log lines are written.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    log_format: LogFormat,
+}
+
+pub(crate) fn run(args: Args) -> ExitCode {
+    logging::init(args.log_level, args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("promrelay agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(error = %message, "promrelay agent stopped");
+            eprintln!("promrelay agent: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn loader(args: &Args) -> impl Fn() -> Result<Config, ConfigError> + Send + Sync + 'static {
+    let file = args.config_file.clone();
+    let (http, exec, files) = (args.http.clone(), args.exec.clone(), args.file.clone());
+    move || {
+        let mut config = match &file {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        config.add_flag_sources(&http, &exec, &files)?;
+        Ok(config)
+    }
+}
+
+fn load_web_config(path: Option<&PathBuf>) -> Result<WebConfig, String> {
+    match path {
+        Some(path) => WebConfig::load(path).map_err(|e| e.to_string()),
+        None => Ok(WebConfig::none()),
+    }
+}
+
+async fn serve(args: Args) -> Result<(), String> {
+    let agent = Agent::start(Box::new(loader(&args))).map_err(|e| e.to_string())?;
+    let web_config = WebConfigHandle::new(load_web_config(args.web_config_file.as_ref())?);
+    let address = listen_address(&args.listen_address).await?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(address = %bound, sources = agent.runtime().sources.len(), "promrelay agent listening");
+    tokio::spawn(reload_on_sighup(
+        Arc::clone(&agent),
+        web_config.clone(),
+        args.web_config_file.clone(),
+    ));
+    web::serve(listener, web_config, agent.router(), shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `:PORT` listens on every interface, as Go programs do.
+async fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    let text = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_owned(),
+    };
+    let mut addresses = tokio::net::lookup_host(&text)
+        .await
+        .map_err(|e| format!("--web.listen-address={text}: {e}"))?;
+    addresses
+        .next()
+        .ok_or_else(|| format!("--web.listen-address={text}: no address"))
+}
+
+async fn reload_on_sighup(
+    agent: Arc<Agent>,
+    web_config: WebConfigHandle,
+    web_file: Option<PathBuf>,
+) {
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        // Both files are validated before either takes effect.
+        match load_web_config(web_file.as_ref()) {
+            Ok(config) => {
+                if agent.reload().await.is_ok() {
+                    web_config.store(config);
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "web configuration reload failed; the previous one stays");
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
