@@ -376,3 +376,94 @@ fn a_configuration_with_an_unknown_key_does_not_start() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_sources_reach_backends_over_tls_with_credentials_and_headers() {
+    // The backend: another agent behind TLS and basic auth.
+    let dir = testkit::TempDir::new("tls-backend");
+    let ca = testkit::tls::Ca::new("test-ca");
+    ca.server().write(dir.path(), "server");
+    std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
+    std::fs::write(dir.join("password"), "s3cret\n").unwrap();
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(
+        dir.join("web.yml"),
+        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  scraper: {hash}\n"),
+    )
+    .unwrap();
+    let web_config = web::WebConfig::load(&dir.join("web.yml")).unwrap();
+    // The backend echoes the header it was sent, so the test sees it arrive.
+    let backend = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|headers: axum::http::HeaderMap| async move {
+            let team = headers
+                .get("x-team")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_owned();
+            format!("backend_value{{team=\"{team}\"}} 7\n")
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(web::serve(
+        listener,
+        web::WebConfigHandle::new(web_config),
+        backend,
+        std::future::pending(),
+    ));
+
+    let source = |auth: &str| {
+        format!(
+            "sources:\n- name: remote\n  http:\n    url: 'https://localhost:{port}/metrics'\n    tls_config: {{ca_file: '{}'}}\n    headers: {{X-Team: infra}}\n{auth}",
+            dir.join("ca.crt").display()
+        )
+    };
+    let front = start(&source(&format!(
+        "    basic_auth: {{username: scraper, password_file: '{}'}}\n",
+        dir.join("password").display()
+    )));
+    let page = get(&front, "/metrics", &[SCRAPE]).await.text();
+    assert!(
+        page.contains("backend_value{exporter=\"remote\",team=\"infra\"} 7"),
+        "{page}"
+    );
+    assert!(page.contains("promrelay_source_up{source=\"remote\"} 1"));
+
+    let wrong = start(&source(
+        "    basic_auth: {username: scraper, password: nope}\n",
+    ));
+    let page = get(&wrong, "/metrics", &[SCRAPE]).await.text();
+    assert!(
+        page.contains("promrelay_source_error{source=\"remote\",kind=\"http_status\"} 1"),
+        "{page}"
+    );
+    let reply = get(&wrong, "/sources/remote/metrics", &[SCRAPE]).await;
+    assert!(
+        reply.text().contains("answered HTTP 401"),
+        "{}",
+        reply.text()
+    );
+
+    // Without the CA the backend's certificate is not trusted.
+    let untrusted = start(&format!(
+        "sources:\n- name: remote\n  http: {{url: 'https://localhost:{port}/metrics'}}\n"
+    ));
+    let page = get(&untrusted, "/metrics", &[SCRAPE]).await.text();
+    assert!(
+        page.contains("promrelay_source_error{source=\"remote\",kind=\"connect\"} 1"),
+        "{page}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_source_label_and_static_labels_are_configurable() {
+    let agent = start(
+        "source_label: component\nsources:\n- name: a\n  labels: {env: prod}\n  exec: {command: /bin/echo, args: ['m{env=\"inner\"} 1']}\n",
+    );
+    let page = get(&agent, "/metrics", &[SCRAPE]).await.text();
+    assert!(
+        page.contains("m{component=\"a\",env=\"prod\",exported_env=\"inner\"} 1"),
+        "{page}"
+    );
+}

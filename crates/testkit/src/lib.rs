@@ -15,6 +15,8 @@
 //!   (`promtool check metrics`, and the Python `prometheus_client` text and
 //!   OpenMetrics parsers) over an exposition page, so tests can check that
 //!   what promrelay serves is understood by other implementations.
+//! * [`tls`] makes a certificate authority and server and client
+//!   certificates on the spot.
 //!
 //! The kit never skips: when a required program is missing it panics and
 //! points at `scripts/test`, which installs everything the tests need.
@@ -32,6 +34,7 @@ mod programs;
 mod promtool;
 mod python;
 mod tempdir;
+pub mod tls;
 
 pub use daemon::{find_program, free_port, Daemon, READY_TIMEOUT};
 pub use http::{http_get, http_request, percent_encode, try_http_request, Response};

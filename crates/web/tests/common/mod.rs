@@ -3,112 +3,31 @@
 
 #![allow(dead_code)]
 
-use std::fs;
 use std::net::SocketAddr;
-use std::path::Path;
 
 use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::{Extension, Router};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use web::{PeerIdentity, WebConfigHandle};
 
-/// A certificate and its private key, PEM encoded.
-pub(crate) struct Pem {
-    pub(crate) cert: String,
-    pub(crate) key: String,
+pub(crate) use testkit::tls::{Ca, Pem};
+
+/// reqwest forms of the test certificates.
+pub(crate) trait ReqwestTls {
+    fn identity(&self) -> reqwest::Identity;
 }
 
-impl Pem {
-    /// `cert` and `key` concatenated, as `reqwest::Identity::from_pem` wants.
-    pub(crate) fn identity(&self) -> reqwest::Identity {
-        reqwest::Identity::from_pem(format!("{}{}", self.cert, self.key).as_bytes())
-            .expect("identity PEM")
-    }
-
-    /// Writes `<name>.crt` and `<name>.key` into `dir`.
-    pub(crate) fn write(&self, dir: &Path, name: &str) {
-        fs::write(dir.join(format!("{name}.crt")), &self.cert).unwrap();
-        fs::write(dir.join(format!("{name}.key")), &self.key).unwrap();
+impl ReqwestTls for Pem {
+    fn identity(&self) -> reqwest::Identity {
+        reqwest::Identity::from_pem(self.identity_pem().as_bytes()).expect("identity PEM")
     }
 }
 
-/// A certificate authority that signs server and client certificates.
-pub(crate) struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    pub(crate) fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).unwrap();
-        Ca { cert, key }
-    }
-
-    pub(crate) fn pem(&self) -> String {
-        self.cert.pem()
-    }
-
-    pub(crate) fn certificate(&self) -> reqwest::Certificate {
-        reqwest::Certificate::from_pem(self.pem().as_bytes()).unwrap()
-    }
-
-    /// A server certificate for `localhost` and `127.0.0.1`.
-    pub(crate) fn server(&self) -> Pem {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "server");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        Pem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-
-    /// A client certificate with common name `cn` and the given SANs (IP
-    /// addresses, `mailto:`-less e-mails containing `@`, URIs containing
-    /// `://`, DNS names otherwise).
-    pub(crate) fn client(&self, cn: &str, sans: &[&str]) -> Pem {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.subject_alt_names = sans
-            .iter()
-            .map(|san| {
-                if let Ok(ip) = san.parse() {
-                    SanType::IpAddress(ip)
-                } else if san.contains("://") {
-                    SanType::URI(san.to_string().try_into().unwrap())
-                } else if san.contains('@') {
-                    SanType::Rfc822Name(san.to_string().try_into().unwrap())
-                } else {
-                    SanType::DnsName(san.to_string().try_into().unwrap())
-                }
-            })
-            .collect();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        Pem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
+/// The authority's certificate as a reqwest root.
+pub(crate) fn root(ca: &Ca) -> reqwest::Certificate {
+    reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()
 }
 
 /// A self-signed client certificate (no CA will verify it).
@@ -221,7 +140,7 @@ pub(crate) fn tls_client_builder(ca: &Ca, identity: Option<&Pem>) -> reqwest::Cl
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(ca.certificate())
+        .add_root_certificate(root(ca))
         .pool_max_idle_per_host(0);
     if let Some(pem) = identity {
         builder = builder.identity(pem.identity());
