@@ -27,12 +27,14 @@ impl PromDuration {
     /// Parses `text`; units must come largest first, each at most once.
     pub fn parse(text: &str) -> Result<PromDuration, DurationError> {
         let error = || DurationError(text.to_owned());
-        if text == "0" {
-            return Ok(PromDuration(Duration::ZERO));
+        match text {
+            "0" => return Ok(PromDuration(Duration::ZERO)),
+            "" => return Err(error()),
+            _ => {}
         }
         let mut rest = text;
         let mut millis: u64 = 0;
-        let mut last_unit = usize::MAX;
+        let mut last_unit = 0;
         while !rest.is_empty() {
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
             if digits == 0 {
@@ -48,8 +50,9 @@ impl PromDuration {
                     rest.starts_with(unit) && !(*unit == "m" && rest.starts_with("ms"))
                 })
                 .ok_or_else(error)?;
+            // Larger units come first: their order number is smaller.
             let order = UNITS.len() - index;
-            if order >= last_unit {
+            if order <= last_unit {
                 return Err(error());
             }
             last_unit = order;
