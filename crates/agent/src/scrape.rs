@@ -196,9 +196,7 @@ fn own_series(
         "Samples the source put on this page.",
     );
     for (outcome, page) in outcomes.iter().zip(pages) {
-        let samples: usize = page
-            .as_ref()
-            .map_or(0, |p| p.families.iter().map(|f| f.samples.len()).sum());
+        let samples: usize = page.as_ref().map_or(0, |p| p.samples.len());
         let samples = samples.saturating_sub(
             dropped
                 .get(outcome.source.name.as_str())

@@ -87,11 +87,7 @@ struct Slot<'p, 'a> {
 pub fn merge(sources: &[SourcePage<'_, '_>], to: Format, out: &mut Vec<u8>) -> MergeReport {
     let mut report = MergeReport::default();
     let slots = collect(sources, to);
-    let samples: usize = sources
-        .iter()
-        .flat_map(|s| &s.page.families)
-        .map(|f| f.samples.len())
-        .sum();
+    let samples: usize = sources.iter().map(|s| s.page.samples.len()).sum();
     // A rough size so the buffer grows once or twice, not twenty times.
     out.reserve(samples * 64);
     for slot in &slots {
@@ -206,8 +202,9 @@ fn report_conflicts(
     let (kind, winner) = resolve(slot);
     for member in slot.members.iter().filter(|m| !joins(m, kind, to)) {
         let family = member.family;
-        let dropped = family
-            .samples
+        let dropped = sources[member.source]
+            .page
+            .samples_of(family)
             .iter()
             .filter(|s| member.part.takes(family.name, s.name))
             .count();
@@ -264,7 +261,7 @@ fn write_slot(
     for member in joined() {
         let source = &sources[member.source];
         let family = member.family;
-        for sample in &family.samples {
+        for sample in source.page.samples_of(family) {
             if member.part.takes(family.name, sample.name) {
                 write_sample(sample, source.labels, source.format, to, out);
                 samples += 1;

@@ -90,11 +90,29 @@ impl MetricType {
 }
 
 /// One parsed exposition page.
+///
+/// All samples live in one vector, in page order; a family holds the range
+/// of its own. One allocation per page instead of one per family is what
+/// keeps parsing a page of many small families cheap.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Page<'a> {
     /// The families in the order they appeared. In a page that is not valid
     /// at the strict level a name can appear more than once.
     pub families: Vec<Family<'a>>,
+    /// Every sample of the page, in page order.
+    pub samples: Vec<Sample<'a>>,
+}
+
+impl<'a> Page<'a> {
+    /// The samples of `family`, which must belong to this page.
+    pub fn samples_of(&self, family: &Family<'a>) -> &[Sample<'a>] {
+        &self.samples[family.samples.clone()]
+    }
+
+    /// Each family with its samples.
+    pub fn iter(&self) -> impl Iterator<Item = (&Family<'a>, &[Sample<'a>])> {
+        self.families.iter().map(|f| (f, self.samples_of(f)))
+    }
 }
 
 /// A metric family: metadata and the samples that followed it.
@@ -108,8 +126,8 @@ pub struct Family<'a> {
     pub help: Option<&'a str>,
     /// The OpenMetrics UNIT, as written.
     pub unit: Option<&'a str>,
-    /// The samples, in page order.
-    pub samples: Vec<Sample<'a>>,
+    /// Where its samples are in [`Page::samples`].
+    pub samples: std::ops::Range<usize>,
     /// Where the family's lines were, for the strict checks.
     pub lines: FamilyLines,
 }
@@ -128,13 +146,14 @@ pub struct FamilyLines {
 }
 
 impl<'a> Family<'a> {
-    pub(crate) fn new(name: &'a str, line: u32) -> Family<'a> {
+    /// A family with no metadata whose samples start at index `first`.
+    pub(crate) fn new(name: &'a str, line: u32, first: usize) -> Family<'a> {
         Family {
             name,
             kind: MetricType::Unknown,
             help: None,
             unit: None,
-            samples: Vec::new(),
+            samples: first..first,
             lines: FamilyLines {
                 first: line,
                 ..FamilyLines::default()

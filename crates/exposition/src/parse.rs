@@ -161,6 +161,7 @@ type LineError = (usize, ParseErrorKind);
 struct Parser<'a, const OM: bool> {
     text: &'a str,
     families: Vec<Family<'a>>,
+    samples: Vec<Sample<'a>>,
 }
 
 impl<'a, const OM: bool> Parser<'a, OM> {
@@ -171,9 +172,13 @@ impl<'a, const OM: bool> Parser<'a, OM> {
     };
 
     fn new(text: &'a str) -> Self {
+        // Sample lines are rarely shorter than 40 bytes: reserving for that
+        // many avoids regrowing (and copying) the vector on large pages;
+        // pages the estimate misses only grow as usual.
         Parser {
             text,
-            families: Vec::new(),
+            families: Vec::with_capacity(text.len() / 256 + 4),
+            samples: Vec::with_capacity(text.len() / 40 + 4),
         }
     }
 
@@ -207,6 +212,7 @@ impl<'a, const OM: bool> Parser<'a, OM> {
         }
         Ok(Page {
             families: self.families,
+            samples: self.samples,
         })
     }
 
@@ -306,22 +312,26 @@ impl<'a, const OM: bool> Parser<'a, OM> {
                 }
         });
         if !reuse {
-            self.families.push(Family::new(name, number));
+            self.families
+                .push(Family::new(name, number, self.samples.len()));
         }
         let last = self.families.len() - 1;
         &mut self.families[last]
     }
 
     fn add_sample(&mut self, sample: Sample<'a>) {
-        if let Some(family) = self.families.last_mut() {
-            if family.kind.admits(Self::FORMAT, family.name, sample.name) {
-                family.samples.push(sample);
-                return;
-            }
+        let joins = self
+            .families
+            .last()
+            .is_some_and(|family| family.kind.admits(Self::FORMAT, family.name, sample.name));
+        if !joins {
+            let family = Family::new(sample.name, sample.line, self.samples.len());
+            self.families.push(family);
         }
-        let mut family = Family::new(sample.name, sample.line);
-        family.samples.push(sample);
-        self.families.push(family);
+        self.samples.push(sample);
+        if let Some(family) = self.families.last_mut() {
+            family.samples.end = self.samples.len();
+        }
     }
 
     fn sample(&self, line: &'a str, start: usize, number: u32) -> Result<Sample<'a>, LineError> {

@@ -183,7 +183,7 @@ mod tests {
     fn relabel(set: &LabelSet, line: &str) -> String {
         let page = parse(line.as_bytes(), Format::Text).unwrap();
         let mut out = Vec::new();
-        set.write_with(&page.families[0].samples[0].labels, &mut out);
+        set.write_with(&page.samples[0].labels, &mut out);
         String::from_utf8(out).unwrap()
     }
 

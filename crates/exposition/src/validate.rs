@@ -143,7 +143,7 @@ impl Checker {
     fn page(&mut self, page: &Page<'_>) {
         let mut families: HashMap<&str, u32> = HashMap::new();
         let mut sample_names: HashMap<&str, (&str, u32)> = HashMap::new();
-        for family in &page.families {
+        for (family, samples) in page.iter() {
             if let Some(&first) = families.get(family.name) {
                 self.report(
                     family.lines.first,
@@ -156,7 +156,7 @@ impl Checker {
             }
             families.insert(family.name, family.lines.first);
             let mut previous = "";
-            for sample in &family.samples {
+            for sample in samples {
                 if sample.name == previous {
                     continue;
                 }
@@ -176,7 +176,7 @@ impl Checker {
                     }
                 }
             }
-            self.family(family);
+            self.family(family, samples);
         }
         // A family name may not be another family's sample name either.
         for family in &page.families {
@@ -195,7 +195,7 @@ impl Checker {
         }
     }
 
-    fn family(&mut self, family: &Family<'_>) {
+    fn family(&mut self, family: &Family<'_>, samples: &[Sample<'_>]) {
         let om = self.om();
         if om && family.name.starts_with('_') {
             self.report(
@@ -235,8 +235,8 @@ impl Checker {
                 );
             }
         }
-        let mut series: HashMap<String, u32> = HashMap::with_capacity(family.samples.len());
-        for sample in &family.samples {
+        let mut series: HashMap<String, u32> = HashMap::with_capacity(samples.len());
+        for sample in samples {
             self.sample(family, sample);
             let key = series_key(sample, None);
             if series.insert(key, sample.line).is_some() {
@@ -247,8 +247,8 @@ impl Checker {
             }
         }
         match family.kind {
-            MetricType::Histogram | MetricType::GaugeHistogram => self.histogram(family),
-            MetricType::Summary => self.summary(family),
+            MetricType::Histogram | MetricType::GaugeHistogram => self.histogram(family, samples),
+            MetricType::Summary => self.summary(family, samples),
             _ => {}
         }
     }
@@ -345,7 +345,7 @@ impl Checker {
         }
     }
 
-    fn histogram(&mut self, family: &Family<'_>) {
+    fn histogram(&mut self, family: &Family<'_>, samples: &[Sample<'_>]) {
         let gauge = family.kind == MetricType::GaugeHistogram;
         let count_suffix = if gauge { "_gcount" } else { "_count" };
         let bucket_name = format!("{}_bucket", family.name);
@@ -358,7 +358,7 @@ impl Checker {
         // count, and whether the set is still open (its samples together).
         let mut groups: HashMap<String, Group> = HashMap::new();
         let mut current = String::new();
-        for sample in &family.samples {
+        for sample in samples {
             let key = series_key(sample, Some("le"));
             let is_bucket = sample.name == bucket_name;
             if key != current {
@@ -446,9 +446,9 @@ impl Checker {
         }
     }
 
-    fn summary(&mut self, family: &Family<'_>) {
+    fn summary(&mut self, family: &Family<'_>, samples: &[Sample<'_>]) {
         let om = self.om();
-        for sample in &family.samples {
+        for sample in samples {
             let quantile = sample.labels.get("quantile");
             let complain = |problem: String| ViolationKind::Label {
                 family: family.name.to_owned(),

@@ -55,9 +55,10 @@ fn reads_every_text_type() {
     );
     let counter = &page.families[0];
     assert_eq!(counter.help, Some("Requests."));
-    assert_eq!(counter.samples[0].timestamp, Some("1395066363000"));
-    assert_eq!(counter.samples[0].labels.get("code"), Some("200"));
-    assert_eq!(page.families[1].samples[0].number(), -1500.0);
+    let samples = page.samples_of(counter);
+    assert_eq!(samples[0].timestamp, Some("1395066363000"));
+    assert_eq!(samples[0].labels.get("code"), Some("200"));
+    assert_eq!(page.samples_of(&page.families[1])[0].number(), -1500.0);
 }
 
 #[test]
@@ -74,13 +75,14 @@ fn text_tolerates_what_prometheus_tolerates() {
     let family = &page.families[0];
     assert_eq!(family.help, Some("help with  spaces"));
     assert_eq!(family.kind, MetricType::Gauge);
-    assert_eq!(family.samples.len(), 3);
-    let labels = family.samples[0].labels;
+    let samples = page.samples_of(family);
+    assert_eq!(samples.len(), 3);
+    let labels = samples[0].labels;
     assert!(!labels.is_canonical());
     let pairs: Vec<_> = labels.iter().map(|l| (l.name, l.value)).collect();
     assert_eq!(pairs, [("a", "x"), ("b", "\\t")]);
-    assert_eq!(family.samples[0].timestamp, Some("-5"));
-    assert!(family.samples[1].labels.is_empty());
+    assert_eq!(samples[0].timestamp, Some("-5"));
+    assert!(samples[1].labels.is_empty());
 }
 
 #[test]
@@ -122,7 +124,7 @@ fn reads_every_openmetrics_type() {
             ("x", MetricType::Unknown, 1),
         ]
     );
-    let total = &page.families[0].samples[0];
+    let total = &page.samples[0];
     assert_eq!(total.exemplar, Some("{trace_id=\"abc\"} 1 1.25"));
     assert_eq!(total.timestamp, Some("1.5"));
     assert_eq!(page.families[4].unit, Some("seconds"));

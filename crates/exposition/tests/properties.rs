@@ -251,8 +251,8 @@ fn relabelled(mut labels: BTreeMap<String, String>, source: &str) -> BTreeMap<St
 fn samples_of(page: &str, format: Format) -> Vec<Expected> {
     let parsed = parse(page.as_bytes(), format).unwrap_or_else(|e| panic!("{e}\n{page}"));
     let mut samples = Vec::new();
-    for family in &parsed.families {
-        for sample in &family.samples {
+    for (_, family_samples) in parsed.iter() {
+        for sample in family_samples {
             let labels = sample
                 .labels
                 .iter()

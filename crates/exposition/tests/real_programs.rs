@@ -161,10 +161,7 @@ fn merged_real_pages_pass_promtool_and_python() {
         .iter()
         .map(|c| LabelSet::new([("exporter", c.name)]).unwrap())
         .collect();
-    let input_samples: usize = pages
-        .iter()
-        .map(|(_, p)| p.families.iter().map(|f| f.samples.len()).sum::<usize>())
-        .sum();
+    let input_samples: usize = pages.iter().map(|(_, p)| p.samples.len()).sum();
 
     // Text 0.0.4 output: promtool parses it (style warnings from the
     // exporters' own names are theirs), Python reads every sample.
