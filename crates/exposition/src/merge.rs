@@ -24,6 +24,7 @@
 //!
 //! HELP and UNIT come from the first member that has them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::format::Format;
@@ -73,6 +74,11 @@ pub struct TypeConflict {
     pub dropped_samples: usize,
 }
 
+/// Output family names to their slot. foldhash is several times faster
+/// than SipHash on short names and still seeded per process, so a source
+/// cannot choose names that collide.
+type Index<'a> = HashMap<Cow<'a, str>, usize, foldhash::fast::RandomState>;
+
 struct Member<'p, 'a> {
     source: usize,
     family: &'p Family<'a>,
@@ -112,15 +118,16 @@ pub fn conflicts(sources: &[SourcePage<'_, '_>], to: Format) -> Vec<TypeConflict
 /// Groups every family of every source by its output name, in order of
 /// first appearance.
 fn collect<'p, 'a>(sources: &[SourcePage<'p, 'a>], to: Format) -> Vec<Slot<'p, 'a>> {
-    let mut order: Vec<Slot<'p, 'a>> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let families = sources.iter().map(|s| s.page.families.len()).sum();
+    let mut order: Vec<Slot<'p, 'a>> = Vec::with_capacity(families);
+    let mut index: Index<'a> = Index::with_capacity_and_hasher(families, Default::default());
     for (source_index, source) in sources.iter().enumerate() {
         for family in &source.page.families {
             for part in parts(family, source.format, to) {
                 let slot = match index.get(part.name.as_ref()) {
                     Some(&slot) => slot,
                     None => {
-                        index.insert(part.name.clone().into_owned(), order.len());
+                        index.insert(part.name.clone(), order.len());
                         order.push(Slot {
                             members: Vec::with_capacity(1),
                         });
@@ -142,10 +149,7 @@ fn collect<'p, 'a>(sources: &[SourcePage<'p, 'a>], to: Format) -> Vec<Slot<'p, '
 /// Where a family really called `x` that is not a counter meets a text
 /// counter `x_total` (renamed to `x` for OpenMetrics), the counter keeps its
 /// own name as `unknown`: nothing is dropped and no series is renamed.
-fn step_aside_renamed_counters<'p, 'a>(
-    order: &mut Vec<Slot<'p, 'a>>,
-    index: &mut HashMap<String, usize>,
-) {
+fn step_aside_renamed_counters<'p, 'a>(order: &mut Vec<Slot<'p, 'a>>, index: &mut Index<'a>) {
     let mut slot = 0;
     while slot < order.len() {
         let members = &order[slot].members;
@@ -159,7 +163,7 @@ fn step_aside_renamed_counters<'p, 'a>(
             order[slot].members = kept;
             for member in moved {
                 let name = member.family.name;
-                let target = *index.entry(name.to_owned()).or_insert_with(|| {
+                let target = *index.entry(Cow::Borrowed(name)).or_insert_with(|| {
                     order.push(Slot {
                         members: Vec::new(),
                     });

@@ -344,9 +344,9 @@ impl<'a, const OM: bool> Parser<'a, OM> {
             i = skip_blank(bytes, i);
         }
         if bytes.get(i) == Some(&b'{') {
-            let (end, canonical) = label_set::<OM>(bytes, i + 1)?;
-            labels = Labels::new(&line[i + 1..end], canonical);
-            i = end + 1;
+            let set = label_set::<OM>(bytes, i + 1)?;
+            labels = Labels::new(&line[i + 1..set.end], set.names, set.canonical);
+            i = set.end + 1;
         }
         let value_start = separator::<OM>(bytes, i)?;
         let value_end = word_end(bytes, value_start);
@@ -473,12 +473,27 @@ fn separator<const OM: bool>(bytes: &[u8], at: usize) -> Result<usize, LineError
     }
 }
 
-/// Parses `name="value",...}` from `at` (just after `{`). Returns the index
-/// of `}` and whether the text is canonical (see [`Labels::is_canonical`]).
-fn label_set<const OM: bool>(bytes: &[u8], at: usize) -> Result<(usize, bool), LineError> {
+/// A label set as [`label_set`] found it.
+struct LabelSetText {
+    /// The index of the closing `}`.
+    end: usize,
+    /// The Bloom filter of its names.
+    names: u32,
+    /// See [`Labels::is_canonical`].
+    canonical: bool,
+}
+
+/// Parses `name="value",...}` from `at` (just after `{`).
+fn label_set<const OM: bool>(bytes: &[u8], at: usize) -> Result<LabelSetText, LineError> {
     let mut names: [&[u8]; MAX_LABELS] = [&[]; MAX_LABELS];
     let mut count = 0;
     let mut canonical = true;
+    let mut bloom = 0;
+    let done = |end, bloom, canonical| LabelSetText {
+        end,
+        names: bloom,
+        canonical,
+    };
     let mut i = at;
     loop {
         if !OM {
@@ -490,7 +505,7 @@ fn label_set<const OM: bool>(bytes: &[u8], at: usize) -> Result<(usize, bool), L
             Some(b'}') if count == 0 || !OM => {
                 // A trailing comma (text only) leaves the set non-canonical.
                 canonical &= count == 0 || bytes[i - 1] != b',';
-                return Ok((i, canonical));
+                return Ok(done(i, bloom, canonical));
             }
             None => return Err((i, expected("a label name or '}'", bytes, i))),
             _ => {}
@@ -527,6 +542,7 @@ fn label_set<const OM: bool>(bytes: &[u8], at: usize) -> Result<(usize, bool), L
         }
         names[count] = name;
         count += 1;
+        bloom |= crate::model::name_bit(name);
         i = end + 1;
         if !OM {
             let next = skip_blank(bytes, i);
@@ -535,7 +551,7 @@ fn label_set<const OM: bool>(bytes: &[u8], at: usize) -> Result<(usize, bool), L
         }
         match bytes.get(i) {
             Some(b',') => i += 1,
-            Some(b'}') => return Ok((i, canonical)),
+            Some(b'}') => return Ok(done(i, bloom, canonical)),
             _ => return Err((i, expected("',' or '}' after the label value", bytes, i))),
         }
     }
@@ -544,21 +560,21 @@ fn label_set<const OM: bool>(bytes: &[u8], at: usize) -> Result<(usize, bool), L
 /// Finds the closing quote of a label value starting at `at`. Returns its
 /// index and whether every escape is one of `\\`, `\"` and `\n`.
 fn label_value(bytes: &[u8], at: usize) -> Result<(usize, bool), LineError> {
+    // Label values are short: a byte loop beats setting up `memchr2`.
     let mut i = at;
     let mut standard = true;
-    while let Some(offset) = memchr::memchr2(b'"', b'\\', &bytes[i..]) {
-        i += offset;
-        if bytes[i] == b'"' {
-            return Ok((i, standard));
-        }
-        match bytes.get(i + 1) {
-            Some(b'\\' | b'"' | b'n') => {}
-            Some(_) => standard = false,
-            None => break,
-        }
-        i += 2;
-        if i >= bytes.len() {
-            break;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return Ok((i, standard)),
+            b'\\' => {
+                match bytes.get(i + 1) {
+                    Some(b'\\' | b'"' | b'n') => {}
+                    Some(_) => standard = false,
+                    None => break,
+                }
+                i += 2;
+            }
+            _ => i += 1,
         }
     }
     Err((at.saturating_sub(1), ParseErrorKind::UnterminatedValue))
@@ -572,7 +588,7 @@ fn exemplar(bytes: &[u8], at: usize) -> Result<(), LineError> {
             ParseErrorKind::Exemplar("expected '{' to open its labels"),
         ));
     }
-    let (end, _) = label_set::<true>(bytes, at + 1)?;
+    let end = label_set::<true>(bytes, at + 1)?.end;
     let value_start = separator::<true>(bytes, end + 1)?;
     let value_end = word_end(bytes, value_start);
     if !value::is_float(&bytes[value_start..value_end]) {

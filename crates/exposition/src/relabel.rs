@@ -11,6 +11,9 @@ use crate::parse::is_label_name;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LabelSet {
     names: Vec<String>,
+    /// The Bloom filter of `names`, to skip the clash check for samples
+    /// that cannot have any of them.
+    bloom: u32,
     /// `a="x",b="y"`, escaped, in the order given.
     rendered: String,
 }
@@ -56,6 +59,7 @@ impl LabelSet {
             escape_label_value(value.as_ref(), &mut set.rendered);
             set.rendered.push('"');
             set.names.push(name.to_owned());
+            set.bloom |= crate::model::name_bit(name.as_bytes());
         }
         Ok(set)
     }
@@ -96,7 +100,7 @@ impl LabelSet {
             }
             return;
         }
-        let clash = labels.iter().any(|l| self.contains(l.name));
+        let clash = labels.may_have_any(self.bloom) && labels.iter().any(|l| self.contains(l.name));
         if clash || !labels.is_canonical() {
             self.write_rewritten(labels, out);
             return;

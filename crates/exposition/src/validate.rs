@@ -332,7 +332,7 @@ impl Checker {
                 );
             }
             let labels_end = crate::model::closing_brace(exemplar);
-            let length: usize = crate::model::Labels::new(&exemplar[1..labels_end], true)
+            let length: usize = crate::model::Labels::new(&exemplar[1..labels_end], u32::MAX, true)
                 .iter()
                 .map(|l| l.name.chars().count() + l.unescaped_value().chars().count())
                 .sum();

@@ -72,7 +72,31 @@ impl Part<'_> {
 }
 
 /// The output families of `family` when converting `from` → `to`.
-pub(crate) fn parts<'a>(family: &Family<'a>, from: Format, to: Format) -> Vec<Part<'a>> {
+/// Up to three parts, without a heap allocation per family.
+pub(crate) struct Parts<'a>([Option<Part<'a>>; 3]);
+
+macro_rules! parts {
+    ($a:expr $(,)?) => {
+        Parts([Some($a), None, None])
+    };
+    ($a:expr, $b:expr $(,)?) => {
+        Parts([Some($a), Some($b), None])
+    };
+    ($a:expr, $b:expr, $c:expr $(,)?) => {
+        Parts([Some($a), Some($b), Some($c)])
+    };
+}
+
+impl<'a> IntoIterator for Parts<'a> {
+    type Item = Part<'a>;
+    type IntoIter = std::iter::Flatten<std::array::IntoIter<Option<Part<'a>>, 3>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter().flatten()
+    }
+}
+
+pub(crate) fn parts<'a>(family: &Family<'a>, from: Format, to: Format) -> Parts<'a> {
     let name = family.name;
     let part = |suffix: &str, kind, suffixes, primary| Part {
         name: Cow::Owned(format!("{name}{suffix}")),
@@ -83,26 +107,26 @@ pub(crate) fn parts<'a>(family: &Family<'a>, from: Format, to: Format) -> Vec<Pa
     };
     match (from, to) {
         (Format::Text, Format::Text) | (Format::OpenMetrics, Format::OpenMetrics) => {
-            vec![whole(Cow::Borrowed(name), family.kind)]
+            parts![whole(Cow::Borrowed(name), family.kind)]
         }
         (Format::Text, Format::OpenMetrics) => match family.kind {
             MetricType::Counter => match name.strip_suffix("_total") {
-                Some(base) if !base.is_empty() => vec![Part {
+                Some(base) if !base.is_empty() => parts![Part {
                     renamed: true,
                     ..whole(Cow::Borrowed(base), MetricType::Counter)
                 }],
-                _ => vec![whole(Cow::Borrowed(name), MetricType::Unknown)],
+                _ => parts![whole(Cow::Borrowed(name), MetricType::Unknown)],
             },
-            kind => vec![whole(Cow::Borrowed(name), kind)],
+            kind => parts![whole(Cow::Borrowed(name), kind)],
         },
         (Format::OpenMetrics, Format::Text) => {
             let created = || part("_created", MetricType::Gauge, &["_created"], false);
             match family.kind {
-                MetricType::Counter => vec![
+                MetricType::Counter => parts![
                     part("_total", MetricType::Counter, &["_total"], true),
                     created(),
                 ],
-                MetricType::Histogram => vec![
+                MetricType::Histogram => parts![
                     Part {
                         name: Cow::Borrowed(name),
                         kind: MetricType::Histogram,
@@ -112,7 +136,7 @@ pub(crate) fn parts<'a>(family: &Family<'a>, from: Format, to: Format) -> Vec<Pa
                     },
                     created(),
                 ],
-                MetricType::Summary => vec![
+                MetricType::Summary => parts![
                     Part {
                         name: Cow::Borrowed(name),
                         kind: MetricType::Summary,
@@ -122,15 +146,15 @@ pub(crate) fn parts<'a>(family: &Family<'a>, from: Format, to: Format) -> Vec<Pa
                     },
                     created(),
                 ],
-                MetricType::GaugeHistogram => vec![
+                MetricType::GaugeHistogram => parts![
                     part("_bucket", MetricType::Gauge, &["_bucket"], true),
                     part("_gcount", MetricType::Gauge, &["_gcount"], true),
                     part("_gsum", MetricType::Gauge, &["_gsum"], true),
                 ],
-                MetricType::Info => vec![part("_info", MetricType::Gauge, &["_info"], true)],
-                MetricType::StateSet => vec![whole(Cow::Borrowed(name), MetricType::Gauge)],
+                MetricType::Info => parts![part("_info", MetricType::Gauge, &["_info"], true)],
+                MetricType::StateSet => parts![whole(Cow::Borrowed(name), MetricType::Gauge)],
                 kind @ (MetricType::Gauge | MetricType::Unknown) => {
-                    vec![whole(Cow::Borrowed(name), kind)]
+                    parts![whole(Cow::Borrowed(name), kind)]
                 }
             }
         }
