@@ -95,5 +95,6 @@ pub use config::{WebConfig, WebConfigError, INLINE_SOURCE};
 pub use handle::WebConfigHandle;
 pub use identity::PeerIdentity;
 pub use serve::{
-    serve, AUTH_CHALLENGE, HEADER_READ_TIMEOUT, SHUTDOWN_GRACE, TLS_HANDSHAKE_TIMEOUT,
+    serve, serve_with, ServeLimits, AUTH_CHALLENGE, HEADER_READ_TIMEOUT, MAX_CONNECTIONS,
+    SHUTDOWN_GRACE, TLS_HANDSHAKE_TIMEOUT,
 };

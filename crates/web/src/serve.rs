@@ -32,6 +32,26 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests get to finish once shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Connections served at once by default; past it the listener stops
+/// accepting until one closes, so a flood of clients queues in the kernel
+/// instead of exhausting memory and file descriptors.
+pub const MAX_CONNECTIONS: usize = 16_384;
+
+/// Bounds of one listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> ServeLimits {
+        ServeLimits {
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
+
 /// The `WWW-Authenticate` challenge sent with every 401.
 pub const AUTH_CHALLENGE: &str = "Basic realm=\"promrelay\"";
 
@@ -64,6 +84,21 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, config, router, ServeLimits::default(), shutdown).await
+}
+
+/// [`serve`] with explicit [`ServeLimits`].
+///
+/// # Errors
+///
+/// As [`serve`].
+pub async fn serve_with(
+    listener: TcpListener,
+    config: WebConfigHandle,
+    router: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let shared = Arc::new(Shared {
         config,
         router,
@@ -87,7 +122,7 @@ pub async fn serve(
                     }
                 }
             }
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept(), if connections.len() < limits.max_connections => match accepted {
                 Ok((tcp, remote)) => {
                     let config = shared.config.load();
                     connections.spawn(connection(tcp, remote, config, shared.clone(), stop_rx.clone()));

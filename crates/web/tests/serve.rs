@@ -461,3 +461,34 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     // The listener is closed.
     assert!(TcpStream::connect(server.addr).await.is_err());
 }
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_for_a_free_slot() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = web::ServeLimits { max_connections: 1 };
+    tokio::spawn(web::serve_with(
+        listener,
+        web::WebConfigHandle::new(web::WebConfig::none()),
+        common::router(),
+        limits,
+        std::future::pending(),
+    ));
+    // One idle connection takes the only slot.
+    let held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let client = reqwest::Client::new();
+    let waiting = tokio::spawn(async move { client.get(format!("http://{addr}/")).send().await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a second connection was served past the limit"
+    );
+    // Closing the held connection frees the slot and the waiting request is served.
+    drop(held);
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting request was never served")
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+}
