@@ -136,15 +136,22 @@ pub fn render(outcomes: &[Outcome], agent: &AgentSeries, format: Format) -> Vec<
         *dropped.entry(conflict.dropped_source.as_str()).or_default() += conflict.dropped_samples;
     }
     let own = own_series(outcomes, &pages, &parse_errors, &dropped, agent);
-    let own_page = exposition::parse(own.as_bytes(), Format::Text)
-        .expect("the agent writes its own series in valid text format");
     let no_labels = LabelSet::default();
-    sources.push(SourcePage {
-        name: "promrelay",
-        format: Format::Text,
-        page: &own_page,
-        labels: &no_labels,
-    });
+    // The agent writes its own series itself; should that ever produce a
+    // page that does not parse, the sources are still served.
+    let own_page = exposition::parse(own.as_bytes(), Format::Text)
+        .inspect_err(
+            |e| tracing::error!(error = %e, "the agent's own series do not parse; left out"),
+        )
+        .ok();
+    if let Some(page) = &own_page {
+        sources.push(SourcePage {
+            name: "promrelay",
+            format: Format::Text,
+            page,
+            labels: &no_labels,
+        });
+    }
     let mut out = Vec::new();
     exposition::merge(&sources, format, &mut out);
     out
