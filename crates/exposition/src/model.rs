@@ -82,11 +82,12 @@ impl MetricType {
     /// Whether a sample called `sample` belongs to a family called `family`
     /// of this type.
     pub fn admits(self, format: Format, family: &str, sample: &str) -> bool {
+        let suffixes = self.suffixes(format);
         match sample.strip_prefix(family) {
-            // Suffixes are a few bytes long: comparing lengths first keeps
-            // this off `memcmp` for all but the one candidate.
-            Some(suffix) => self
-                .suffixes(format)
+            // Most samples carry the family name exactly; comparing even an
+            // empty string goes through `memcmp`, so that case is apart.
+            Some("") => suffixes.iter().any(|s| s.is_empty()),
+            Some(suffix) => suffixes
                 .iter()
                 .any(|s| s.len() == suffix.len() && *s == suffix),
             None => false,
