@@ -177,20 +177,35 @@ pub struct Sample<'a> {
     pub labels: Labels<'a>,
     /// The value as written; known to be a valid number.
     pub value: &'a str,
-    /// The timestamp as written: integer milliseconds in text 0.0.4,
-    /// seconds in OpenMetrics.
-    pub timestamp: Option<&'a str>,
-    /// The OpenMetrics exemplar after ` # `, as written:
-    /// `{labels} value [timestamp]`.
-    pub exemplar: Option<&'a str>,
+    /// What follows the value, checked by the parser: a timestamp, then
+    /// in OpenMetrics `# ` and an exemplar; empty for most samples. One
+    /// slice instead of two options keeps a sample at 80 bytes, and the
+    /// page's sample vector a sixth smaller.
+    pub(crate) tail: &'a str,
     /// The 1-based line number.
     pub line: u32,
 }
 
-impl Sample<'_> {
+impl<'a> Sample<'a> {
     /// The value as a number.
     pub fn number(&self) -> f64 {
         crate::value::parse_float(self.value).unwrap_or(f64::NAN)
+    }
+
+    /// The timestamp as written: integer milliseconds in text 0.0.4,
+    /// seconds in OpenMetrics.
+    pub fn timestamp(&self) -> Option<&'a str> {
+        let word = self.tail.split(' ').next().unwrap_or("");
+        (!word.is_empty() && word != "#").then_some(word)
+    }
+
+    /// The OpenMetrics exemplar after ` # `, as written:
+    /// `{labels} value [timestamp]`.
+    pub fn exemplar(&self) -> Option<&'a str> {
+        match self.tail.strip_prefix("# ") {
+            Some(exemplar) => Some(exemplar),
+            None => self.tail.find(" # ").map(|at| &self.tail[at + 3..]),
+        }
     }
 }
 

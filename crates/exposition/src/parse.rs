@@ -358,8 +358,7 @@ impl<'a, const OM: bool> Parser<'a, OM> {
             name,
             labels,
             value,
-            timestamp: None,
-            exemplar: None,
+            tail: "",
             line: number,
         };
         i = if OM {
@@ -379,7 +378,7 @@ impl<'a, const OM: bool> Parser<'a, OM> {
             if !value::is_millis(timestamp) {
                 return Err((i, timestamp_error(timestamp, "integer milliseconds")));
             }
-            sample.timestamp = Some(timestamp);
+            sample.tail = timestamp;
             let rest = skip_blank(bytes, end);
             if rest != bytes.len() {
                 return Err((rest, expected("the end of the line", bytes, rest)));
@@ -387,13 +386,13 @@ impl<'a, const OM: bool> Parser<'a, OM> {
             return Ok(sample);
         }
         i = separator::<OM>(bytes, i)?;
+        sample.tail = &line[i..];
         if bytes[i] != b'#' {
             let end = word_end(bytes, i);
             let timestamp = &line[i..end];
             if !value::is_seconds(timestamp) {
                 return Err((i, timestamp_error(timestamp, "seconds")));
             }
-            sample.timestamp = Some(timestamp);
             if end == bytes.len() {
                 return Ok(sample);
             }
@@ -404,7 +403,6 @@ impl<'a, const OM: bool> Parser<'a, OM> {
         }
         let exemplar_start = separator::<OM>(bytes, i + 1)?;
         exemplar(bytes, exemplar_start)?;
-        sample.exemplar = Some(&line[exemplar_start..]);
         Ok(sample)
     }
 }

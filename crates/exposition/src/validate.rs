@@ -317,7 +317,7 @@ impl Checker {
             }
             _ => {}
         }
-        if let Some(exemplar) = sample.exemplar {
+        if let Some(exemplar) = sample.exemplar() {
             let allowed = match family.kind {
                 MetricType::Counter => suffix == "_total",
                 MetricType::Histogram | MetricType::GaugeHistogram => suffix == "_bucket",

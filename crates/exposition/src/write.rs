@@ -210,7 +210,7 @@ pub(crate) fn write_sample(
     labels.write_with(&sample.labels, out);
     out.push(b' ');
     write_value(sample.value, out);
-    if let Some(timestamp) = sample.timestamp {
+    if let Some(timestamp) = sample.timestamp() {
         out.push(b' ');
         match (from, to) {
             (Format::Text, Format::OpenMetrics) => value::write_millis_as_seconds(timestamp, out),
@@ -218,7 +218,7 @@ pub(crate) fn write_sample(
             _ => out.extend_from_slice(timestamp.as_bytes()),
         }
     }
-    if let (Some(exemplar), Format::OpenMetrics) = (sample.exemplar, to) {
+    if let (Some(exemplar), Format::OpenMetrics) = (sample.exemplar(), to) {
         out.extend_from_slice(b" # ");
         out.extend_from_slice(exemplar.as_bytes());
     }

@@ -56,7 +56,7 @@ fn reads_every_text_type() {
     let counter = &page.families[0];
     assert_eq!(counter.help, Some("Requests."));
     let samples = page.samples_of(counter);
-    assert_eq!(samples[0].timestamp, Some("1395066363000"));
+    assert_eq!(samples[0].timestamp(), Some("1395066363000"));
     assert_eq!(samples[0].labels.get("code"), Some("200"));
     assert_eq!(page.samples_of(&page.families[1])[0].number(), -1500.0);
 }
@@ -81,7 +81,7 @@ fn text_tolerates_what_prometheus_tolerates() {
     assert!(!labels.is_canonical());
     let pairs: Vec<_> = labels.iter().map(|l| (l.name, l.value)).collect();
     assert_eq!(pairs, [("a", "x"), ("b", "\\t")]);
-    assert_eq!(samples[0].timestamp, Some("-5"));
+    assert_eq!(samples[0].timestamp(), Some("-5"));
     assert!(samples[1].labels.is_empty());
 }
 
@@ -125,8 +125,8 @@ fn reads_every_openmetrics_type() {
         ]
     );
     let total = &page.samples[0];
-    assert_eq!(total.exemplar, Some("{trace_id=\"abc\"} 1 1.25"));
-    assert_eq!(total.timestamp, Some("1.5"));
+    assert_eq!(total.exemplar(), Some("{trace_id=\"abc\"} 1 1.25"));
+    assert_eq!(total.timestamp(), Some("1.5"));
     assert_eq!(page.families[4].unit, Some("seconds"));
     assert_eq!(page.families[0].help, Some("A \\\"quoted\\\" help."));
 }
@@ -284,4 +284,33 @@ fn bounds_labels_per_sample() {
         error(&page, Format::Text).2,
         ParseErrorKind::TooManyLabels(_)
     ));
+}
+
+#[test]
+fn timestamps_and_exemplars_in_every_combination() {
+    let page = om(concat!(
+        "# TYPE c counter\n",
+        "c_total{a=\"1\"} 1\n",
+        "c_total{a=\"2\"} 1 5.5\n",
+        "c_total{a=\"3\"} 1 # {t=\"x # y\"} 2\n",
+        "c_total{a=\"4\"} 1 5.5 # {t=\"x\"} 2 6\n",
+        "# EOF\n",
+    ));
+    let got: Vec<_> = page
+        .samples
+        .iter()
+        .map(|s| (s.timestamp(), s.exemplar()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (None, None),
+            (Some("5.5"), None),
+            (None, Some("{t=\"x # y\"} 2")),
+            (Some("5.5"), Some("{t=\"x\"} 2 6")),
+        ]
+    );
+    assert_eq!(text("m 1 -7   \n").samples[0].timestamp(), Some("-7"));
+    assert_eq!(text("m 1\n").samples[0].exemplar(), None);
+    assert_eq!(std::mem::size_of::<exposition::Sample<'_>>(), 80);
 }
