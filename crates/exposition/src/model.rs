@@ -195,6 +195,9 @@ impl<'a> Sample<'a> {
     /// The timestamp as written: integer milliseconds in text 0.0.4,
     /// seconds in OpenMetrics.
     pub fn timestamp(&self) -> Option<&'a str> {
+        if self.tail.is_empty() {
+            return None;
+        }
         let word = self.tail.split(' ').next().unwrap_or("");
         (!word.is_empty() && word != "#").then_some(word)
     }
@@ -202,6 +205,9 @@ impl<'a> Sample<'a> {
     /// The OpenMetrics exemplar after ` # `, as written:
     /// `{labels} value [timestamp]`.
     pub fn exemplar(&self) -> Option<&'a str> {
+        if self.tail.is_empty() {
+            return None;
+        }
         match self.tail.strip_prefix("# ") {
             Some(exemplar) => Some(exemplar),
             None => self.tail.find(" # ").map(|at| &self.tail[at + 3..]),

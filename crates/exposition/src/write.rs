@@ -218,9 +218,11 @@ pub(crate) fn write_sample(
             _ => out.extend_from_slice(timestamp.as_bytes()),
         }
     }
-    if let (Some(exemplar), Format::OpenMetrics) = (sample.exemplar(), to) {
-        out.extend_from_slice(b" # ");
-        out.extend_from_slice(exemplar.as_bytes());
+    if to == Format::OpenMetrics {
+        if let Some(exemplar) = sample.exemplar() {
+            out.extend_from_slice(b" # ");
+            out.extend_from_slice(exemplar.as_bytes());
+        }
     }
     out.push(b'\n');
 }
