@@ -1,0 +1,361 @@
+//! The gateway's HTTP interface.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /tunnel` | an agent opens its tunnel (WebSocket upgrade) |
+//! | `GET /agents/{agent}/metrics` | path mode: scrape the agent's `/metrics` |
+//! | `GET /agents/{agent}/sources/{source}/metrics` | path mode: scrape one source of the agent |
+//! | `GET /clients` | connected agents in the PushProx / `file_sd` JSON shape |
+//! | `GET /api/v1/sd` | connected agents for Prometheus `http_sd_configs`, pointing at path mode |
+//! | `GET /-/healthy`, `GET /-/ready` | liveness and readiness |
+//! | `GET /metrics` | the gateway's own metrics |
+//!
+//! # The upgrade
+//!
+//! The agent name and credential are checked **before** the upgrade is
+//! accepted: 400 for a missing or invalid name, 401 for a missing or wrong
+//! credential, 409 when the name is held by a live tunnel of another
+//! credential, 503 when the registry is full. The tunnel is then
+//! registered once established; if another agent won the name in between,
+//! the new tunnel is closed right after the upgrade (the agent sees its
+//! tunnel end and dials again).
+//!
+//! # Path mode
+//!
+//! A scrape is forwarded as `GET /metrics` (or `GET /sources/{source}/metrics`)
+//! with the query string and the `Accept`, `Accept-Encoding` and
+//! `X-Prometheus-Scrape-Timeout-Seconds` headers; the agent's status,
+//! `Content-Type`, `Content-Encoding` and body are streamed back without
+//! buffering. The deadline for the agent's response head is the
+//! `X-Prometheus-Scrape-Timeout-Seconds` header (capped at
+//! [`GatewayConfig::max_scrape_timeout`](crate::GatewayConfig)), else the
+//! configured default; past it the answer is 504. An unknown agent gets
+//! 404 and a disconnected one 503, both at once; a tunnel failure gets 502
+//! (503 if the tunnel was already closed).
+//!
+//! # Discovery
+//!
+//! `/clients` answers `[{"targets":["<agent>"],"labels":null}]`, exactly as
+//! PushProx's proxy does (`labels` is `null`, not `{}`), so existing
+//! PushProx-style service discovery works unchanged. `/api/v1/sd` answers
+//! one target group per connected agent whose target is this gateway (the
+//! request's `Host`) and whose `__metrics_path__` is the agent's path-mode
+//! URL, with an `agent` label.
+
+use core::time::Duration;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE,
+    HOST,
+};
+use axum::http::{Request, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use tunnel::{TunnelError, TunnelUpgrade};
+use web::PeerIdentity;
+
+use crate::auth::validate_agent_name;
+use crate::metrics::ScrapeOutcome;
+use crate::registry::{RegisterError, Route};
+use crate::Gateway;
+
+/// The header Prometheus sets to the scrape timeout, in seconds.
+pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
+
+/// The content type of the gateway's own `/metrics`.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The request headers passed on to the agent in path mode.
+const FORWARDED_REQUEST_HEADERS: [HeaderName; 3] = [
+    ACCEPT,
+    ACCEPT_ENCODING,
+    HeaderName::from_static(SCRAPE_TIMEOUT_HEADER),
+];
+
+/// The response headers passed back from the agent in path mode.
+const FORWARDED_RESPONSE_HEADERS: [HeaderName; 2] = [CONTENT_TYPE, CONTENT_ENCODING];
+
+/// The gateway's routes (see the [module documentation](self)).
+///
+/// Serve it with upgrades enabled (`axum::serve` and `web::serve` do) so
+/// the `/tunnel` route works. Requests reaching it through `web::serve`
+/// with a verified client certificate carry a [`PeerIdentity`], which
+/// [`AgentAuth`](crate::AgentAuth) may accept as the agent's credential.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/tunnel", get(tunnel_upgrade))
+        .route("/agents/{agent}/metrics", get(scrape_agent))
+        .route(
+            "/agents/{agent}/sources/{source}/metrics",
+            get(scrape_source),
+        )
+        .route("/clients", get(clients))
+        .route("/api/v1/sd", get(http_sd))
+        .route("/-/healthy", get(|| async { "Healthy\n" }))
+        .route("/-/ready", get(|| async { "Ready\n" }))
+        .route("/metrics", get(own_metrics))
+        .with_state(gateway)
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, body).into_response()
+}
+
+async fn tunnel_upgrade(
+    State(gateway): State<Arc<Gateway>>,
+    peer: Option<Extension<PeerIdentity>>,
+    upgrade: TunnelUpgrade,
+) -> Response {
+    let Some(name) = upgrade.agent_name().map(str::to_owned) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("missing {} header\n", tunnel::AGENT_HEADER),
+        );
+    };
+    let peer = peer.as_ref().map(|Extension(peer)| peer);
+    let credential = match gateway.auth.verify(&name, upgrade.bearer_token(), peer) {
+        Ok(credential) => credential,
+        Err(error) => {
+            if error.status() == StatusCode::UNAUTHORIZED {
+                gateway.metrics.auth_failed();
+            }
+            tracing::warn!(agent = %name.escape_debug(), %error, "tunnel refused");
+            return text(error.status(), format!("{error}\n"));
+        }
+    };
+    if let Err(error) = gateway.registry.check(&name, &credential) {
+        tracing::warn!(agent = %name, %credential, %error, "tunnel refused");
+        return text(register_status(&error), format!("{error}\n"));
+    }
+
+    let (response, pending) = upgrade.accept();
+    tokio::spawn(async move {
+        let (client, connection) = match pending.establish().await {
+            Ok(established) => established,
+            Err(error) => {
+                tracing::warn!(agent = %name, %error, "tunnel failed to establish");
+                return;
+            }
+        };
+        let registration = match gateway.registry.register(&name, credential.clone(), client) {
+            Ok(registration) => registration,
+            Err(error) => {
+                // Lost a race since the check: dropping the connection
+                // closes the new tunnel.
+                tracing::warn!(agent = %name, %credential, %error, "tunnel refused after upgrade");
+                return;
+            }
+        };
+        gateway.metrics.tunnel_connected();
+        let generation = registration.generation.get();
+        tracing::info!(
+            agent = %name,
+            %credential,
+            generation,
+            replaced = registration.replaced,
+            "agent connected"
+        );
+        let reason = tokio::select! {
+            result = connection => match result {
+                Ok(()) => "closed".to_owned(),
+                Err(error) => error.to_string(),
+            },
+            () = registration.released => "replaced by a newer tunnel".to_owned(),
+        };
+        gateway
+            .registry
+            .mark_disconnected(&name, registration.generation);
+        tracing::info!(agent = %name, generation, %reason, "agent disconnected");
+    });
+    response
+}
+
+fn register_status(error: &RegisterError) -> StatusCode {
+    match error {
+        RegisterError::NameTaken { .. } => StatusCode::CONFLICT,
+        RegisterError::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+async fn scrape_agent(
+    State(gateway): State<Arc<Gateway>>,
+    Path(agent): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    forward(&gateway, &agent, "/metrics".to_owned(), &uri, &headers).await
+}
+
+async fn scrape_source(
+    State(gateway): State<Arc<Gateway>>,
+    Path((agent, source)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if validate_agent_name(&source).is_err() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("invalid source name {source:?}\n"),
+        );
+    }
+    let path = format!("/sources/{source}/metrics");
+    forward(&gateway, &agent, path, &uri, &headers).await
+}
+
+/// The deadline for the agent's response head.
+fn scrape_deadline(headers: &HeaderMap, gateway: &Gateway) -> Duration {
+    let config = &gateway.config;
+    let Some(seconds) = headers
+        .get(SCRAPE_TIMEOUT_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+    else {
+        return config.default_scrape_timeout.min(config.max_scrape_timeout);
+    };
+    if seconds >= config.max_scrape_timeout.as_secs_f64() {
+        config.max_scrape_timeout
+    } else {
+        Duration::from_secs_f64(seconds)
+    }
+}
+
+async fn forward(
+    gateway: &Gateway,
+    agent: &str,
+    path: String,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Response {
+    let metrics = &gateway.metrics;
+    let client = match gateway.registry.route(agent) {
+        Route::Connected(client) => client,
+        Route::Unknown => {
+            metrics.scrape(ScrapeOutcome::Unknown);
+            return text(StatusCode::NOT_FOUND, format!("no agent named {agent}\n"));
+        }
+        Route::Disconnected => {
+            metrics.scrape(ScrapeOutcome::Disconnected);
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("agent {agent} is not connected\n"),
+            );
+        }
+    };
+
+    let target = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let mut builder = Request::get(target);
+    for name in &FORWARDED_REQUEST_HEADERS {
+        for value in headers.get_all(name) {
+            builder = builder.header(name, value);
+        }
+    }
+    let request = match builder.body(Body::empty()) {
+        Ok(request) => request,
+        Err(error) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("bad scrape request: {error}\n"),
+            );
+        }
+    };
+
+    let deadline = scrape_deadline(headers, gateway);
+    let response = match tokio::time::timeout(deadline, client.request(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            metrics.scrape(ScrapeOutcome::Error);
+            let status = match error {
+                TunnelError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            tracing::debug!(agent, %error, "scrape through the tunnel failed");
+            return text(status, format!("scrape of agent {agent} failed: {error}\n"));
+        }
+        Err(_elapsed) => {
+            metrics.scrape(ScrapeOutcome::Timeout);
+            return text(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("agent {agent} did not answer within {deadline:?}\n"),
+            );
+        }
+    };
+    metrics.scrape(ScrapeOutcome::Ok);
+
+    let (parts, body) = response.into_parts();
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = parts.status;
+    for name in &FORWARDED_RESPONSE_HEADERS {
+        if let Some(value) = parts.headers.get(name) {
+            out.headers_mut().insert(name, value.clone());
+        }
+    }
+    out
+}
+
+fn json(value: &serde_json::Value) -> Response {
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn connected_agents(gateway: &Gateway) -> impl Iterator<Item = String> {
+    gateway
+        .registry
+        .agents()
+        .into_iter()
+        .filter(|agent| agent.connected)
+        .map(|agent| agent.name)
+}
+
+async fn clients(State(gateway): State<Arc<Gateway>>) -> Response {
+    let groups: Vec<serde_json::Value> = connected_agents(&gateway)
+        .map(|name| serde_json::json!({ "targets": [name], "labels": null }))
+        .collect();
+    json(&serde_json::Value::Array(groups))
+}
+
+async fn http_sd(State(gateway): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap) -> Response {
+    let host = uri
+        .authority()
+        .map(|authority| authority.as_str().to_owned())
+        .or_else(|| {
+            headers
+                .get(HOST)
+                .and_then(|host| host.to_str().ok())
+                .map(str::to_owned)
+        });
+    let Some(host) = host.filter(|host| !host.is_empty()) else {
+        return text(StatusCode::BAD_REQUEST, "no Host header\n".to_owned());
+    };
+    let groups: Vec<serde_json::Value> = connected_agents(&gateway)
+        .map(|name| {
+            serde_json::json!({
+                "targets": [host],
+                "labels": {
+                    "__metrics_path__": format!("/agents/{name}/metrics"),
+                    "agent": name,
+                },
+            })
+        })
+        .collect();
+    json(&serde_json::Value::Array(groups))
+}
+
+async fn own_metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    let body = gateway.metrics.render(gateway.registry.counts());
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,446 @@
+//! The gateway end to end, in process: its router served on 127.0.0.1 and
+//! fake agents dialing in with `tunnel::connect` + `tunnel::serve_over`.
+
+use core::future::Future;
+use core::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use gateway::auth::sha256_hex;
+use gateway::{AgentAuth, Gateway, GatewayConfig, Route};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tunnel::TunnelError;
+
+const SHARED: &str = "shared-secret";
+/// A bearer token the test server turns into a verified client
+/// certificate with common name `cert-agent` (standing in for mutual TLS).
+const CERT_TOKEN: &str = "pretend-cert";
+const CERT_NAME: &str = "cert-agent";
+/// Per-agent token of `cert-agent`, so the two credentials differ.
+const CERT_AGENT_TOKEN: &str = "cert-agent-own-token";
+const PROM_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Only a guard against hangs: nothing here should take anywhere near it.
+const HANG_GUARD: Duration = Duration::from_secs(10);
+
+async fn guard<F: Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(HANG_GUARD, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+struct TestGateway {
+    gateway: Arc<Gateway>,
+    addr: SocketAddr,
+    http: reqwest::Client,
+}
+
+impl TestGateway {
+    async fn start() -> TestGateway {
+        let auth = AgentAuth::new()
+            .with_shared_token(SHARED)
+            .unwrap()
+            .with_agent_token_sha256(CERT_NAME, &sha256_hex(CERT_AGENT_TOKEN))
+            .unwrap()
+            .with_client_certificates(true);
+        let gateway = Arc::new(Gateway::new(GatewayConfig::default(), auth));
+        let app = gateway::router(Arc::clone(&gateway)).layer(axum::middleware::map_request(
+            |mut request: Request<Body>| async move {
+                let pretend = request
+                    .headers()
+                    .get(AUTHORIZATION)
+                    .is_some_and(|value| value == format!("Bearer {CERT_TOKEN}").as_str());
+                if pretend {
+                    let mut peer = web::PeerIdentity::default();
+                    peer.common_name = Some(CERT_NAME.to_owned());
+                    request.extensions_mut().insert(peer);
+                }
+                request
+            },
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        TestGateway {
+            gateway,
+            addr,
+            http,
+        }
+    }
+
+    fn tunnel_url(&self) -> String {
+        format!("http://{}/tunnel", self.addr)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        guard(path, self.http.get(self.url(path)).send())
+            .await
+            .unwrap()
+    }
+
+    async fn get_text(&self, path: &str) -> (StatusCode, String) {
+        let response = self.get(path).await;
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.text().await.unwrap())
+    }
+
+    /// Waits (bounded) until the registry's route for `name` satisfies `done`.
+    async fn wait_route(&self, name: &str, what: &str, done: impl Fn(&Route) -> bool) {
+        for _ in 0..500 {
+            if done(&self.gateway.registry.route(name)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("agent {name} never became {what}");
+    }
+
+    async fn wait_connected(&self, name: &str) {
+        self.wait_route(name, "connected", |route| {
+            matches!(route, Route::Connected(_))
+        })
+        .await;
+    }
+
+    /// Connects a fake agent and waits until the gateway has registered it.
+    async fn agent(&self, token: &str, name: &str, tag: &str) -> FakeAgent {
+        let agent = FakeAgent::connect(&self.tunnel_url(), token, name, tag)
+            .await
+            .unwrap();
+        self.wait_connected(name).await;
+        agent
+    }
+}
+
+/// A fake agent serving its router over the tunnel on its own task.
+struct FakeAgent {
+    task: JoinHandle<Result<(), TunnelError>>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+fn agent_router(name: &str, tag: &str) -> Router {
+    let page = format!("# agent {name} ({tag})\nup 1\n");
+    let source_page = format!("{name} ({tag})");
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || async move { ([(CONTENT_TYPE, PROM_TEXT)], page) }),
+        )
+        .route(
+            "/sources/{source}/metrics",
+            get(
+                move |Path(source): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap| async move {
+                    if source == "slow" {
+                        core::future::pending::<()>().await;
+                    }
+                    let accept = headers
+                        .get(ACCEPT)
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let timeout = headers
+                        .get("x-prometheus-scrape-timeout-seconds")
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let query = query.unwrap_or_default();
+                    (
+                        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+                        format!("source {source} of {source_page} query={query} accept={accept} timeout={timeout}"),
+                    )
+                },
+            ),
+        )
+}
+
+impl FakeAgent {
+    async fn connect(
+        url: &str,
+        token: &str,
+        name: &str,
+        tag: &str,
+    ) -> Result<FakeAgent, TunnelError> {
+        let ws = guard("connect", tunnel::connect(url, token, name)).await?;
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let router = agent_router(name, tag);
+        let task = tokio::spawn(async move {
+            tunnel::serve_over(ws, router, async move {
+                let _ = shutdown_rx.await;
+            })
+            .await
+        });
+        Ok(FakeAgent {
+            task,
+            _shutdown: shutdown_tx,
+        })
+    }
+
+    /// Kills the agent abruptly (its task, and with it the WebSocket).
+    fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn path_mode_scrapes_stream_the_agents_pages() {
+    let gw = TestGateway::start().await;
+    let _agent = gw.agent(SHARED, "node-1", "a").await;
+
+    let response = gw.get("/agents/node-1/metrics").await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()[CONTENT_TYPE.as_str()], PROM_TEXT);
+    assert_eq!(response.text().await.unwrap(), "# agent node-1 (a)\nup 1\n");
+
+    let response = guard(
+        "source scrape",
+        gw.http
+            .get(gw.url("/agents/node-1/sources/db/metrics?module=x&debug=1"))
+            .header(ACCEPT.as_str(), "text/plain;version=0.0.4")
+            .header("X-Prometheus-Scrape-Timeout-Seconds", "7")
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()[CONTENT_TYPE.as_str()],
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(
+        response.text().await.unwrap(),
+        "source db of node-1 (a) query=module=x&debug=1 accept=text/plain;version=0.0.4 timeout=7"
+    );
+
+    // Only the two path shapes are forwarded.
+    let (status, _) = gw.get_text("/agents/node-1/-/healthy").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A source name that is not a plain name is refused.
+    let (status, _) = gw.get_text("/agents/node-1/sources/a%2Fb/metrics").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn unknown_agent_is_404() {
+    let gw = TestGateway::start().await;
+    let (status, body) = gw.get_text("/agents/nope/metrics").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, "no agent named nope\n");
+}
+
+#[tokio::test]
+async fn disconnected_agent_is_503() {
+    let gw = TestGateway::start().await;
+    let agent = gw.agent(SHARED, "gone", "a").await;
+    agent.kill();
+    gw.wait_route("gone", "disconnected", |route| {
+        matches!(route, Route::Disconnected)
+    })
+    .await;
+    let (status, body) = gw.get_text("/agents/gone/metrics").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, "agent gone is not connected\n");
+    let agents = gw.gateway.registry.agents();
+    assert_eq!(agents.len(), 1);
+    assert!(!agents[0].connected);
+}
+
+#[tokio::test]
+async fn slow_agent_times_out_with_504() {
+    let gw = TestGateway::start().await;
+    let _agent = gw.agent(SHARED, "sloth", "a").await;
+    let response = guard(
+        "slow scrape",
+        gw.http
+            .get(gw.url("/agents/sloth/sources/slow/metrics"))
+            .header("X-Prometheus-Scrape-Timeout-Seconds", "0.5")
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status().as_u16(), 504);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("agent sloth"), "{body}");
+    // The tunnel still works afterwards.
+    let (status, _) = gw.get_text("/agents/sloth/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_credentials_and_names_are_refused_before_the_upgrade() {
+    let gw = TestGateway::start().await;
+    let rejected = |result: Result<FakeAgent, TunnelError>| match result {
+        Err(TunnelError::Rejected { status }) => status.as_u16(),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("tunnel accepted"),
+    };
+    let url = gw.tunnel_url();
+    assert_eq!(
+        rejected(FakeAgent::connect(&url, "wrong", "node-1", "a").await),
+        401
+    );
+    // A name with its own token is reserved to it: the shared token is refused.
+    assert_eq!(
+        rejected(FakeAgent::connect(&url, SHARED, CERT_NAME, "a").await),
+        401
+    );
+    assert_eq!(
+        rejected(FakeAgent::connect(&url, SHARED, "bad/name", "a").await),
+        400
+    );
+    assert_eq!(gw.gateway.registry.counts().known, 0);
+}
+
+#[tokio::test]
+async fn another_credential_cannot_take_a_connected_name() {
+    let gw = TestGateway::start().await;
+    let _first = gw.agent(CERT_AGENT_TOKEN, CERT_NAME, "first").await;
+    // Same name, valid but different credential (client certificate).
+    let second = FakeAgent::connect(&gw.tunnel_url(), CERT_TOKEN, CERT_NAME, "second").await;
+    match second {
+        Err(TunnelError::Rejected { status }) => assert_eq!(status.as_u16(), 409),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("second tunnel accepted"),
+    }
+    let (status, body) = gw.get_text(&format!("/agents/{CERT_NAME}/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("(first)"), "{body}");
+}
+
+#[tokio::test]
+async fn the_same_credential_reconnecting_replaces_its_tunnel() {
+    let gw = TestGateway::start().await;
+    let first = gw.agent(SHARED, "phoenix", "old").await;
+    let _second = FakeAgent::connect(&gw.tunnel_url(), SHARED, "phoenix", "new")
+        .await
+        .unwrap();
+    // The old tunnel is closed by the gateway: its serve_over returns.
+    let _ = guard("old tunnel closing", first.task).await;
+    gw.wait_connected("phoenix").await;
+    let (status, body) = gw.get_text("/agents/phoenix/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "# agent phoenix (new)\nup 1\n");
+    // The old tunnel ending did not mark the new one disconnected.
+    assert!(matches!(
+        gw.gateway.registry.route("phoenix"),
+        Route::Connected(_)
+    ));
+    assert_eq!(gw.gateway.registry.counts().connected, 1);
+}
+
+#[tokio::test]
+async fn discovery_lists_connected_agents() {
+    let gw = TestGateway::start().await;
+    let _a = gw.agent(SHARED, "alpha", "a").await;
+    let _b = gw.agent(SHARED, "beta", "b").await;
+    let gone = gw.agent(SHARED, "gamma", "c").await;
+    gone.kill();
+    gw.wait_route("gamma", "disconnected", |route| {
+        matches!(route, Route::Disconnected)
+    })
+    .await;
+
+    let response = gw.get("/clients").await;
+    assert_eq!(
+        response.headers()[CONTENT_TYPE.as_str()],
+        "application/json"
+    );
+    let clients: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(
+        clients,
+        serde_json::json!([
+            {"targets": ["alpha"], "labels": null},
+            {"targets": ["beta"], "labels": null},
+        ])
+    );
+
+    let (_, sd) = gw.get_text("/api/v1/sd").await;
+    let sd: serde_json::Value = serde_json::from_str(&sd).unwrap();
+    let host = gw.addr.to_string();
+    assert_eq!(
+        sd,
+        serde_json::json!([
+            {"targets": [host], "labels": {"__metrics_path__": "/agents/alpha/metrics", "agent": "alpha"}},
+            {"targets": [host], "labels": {"__metrics_path__": "/agents/beta/metrics", "agent": "beta"}},
+        ])
+    );
+
+    for path in ["/-/healthy", "/-/ready"] {
+        let (status, _) = gw.get_text(path).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
+
+fn metric(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{page}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn own_metrics_count() {
+    let gw = TestGateway::start().await;
+    let (status, page) = gw.get_text("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(metric(&page, "promrelay_gateway_agents_connected"), 0.0);
+    assert_eq!(
+        metric(&page, "promrelay_gateway_tunnel_connects_total"),
+        0.0
+    );
+
+    let _agent = gw.agent(SHARED, "counted", "a").await;
+    assert!(FakeAgent::connect(&gw.tunnel_url(), "wrong", "x", "a")
+        .await
+        .is_err());
+    gw.get_text("/agents/counted/metrics").await;
+    gw.get_text("/agents/counted/metrics").await;
+    gw.get_text("/agents/missing/metrics").await;
+
+    let response = gw.get("/metrics").await;
+    assert_eq!(
+        response.headers()[CONTENT_TYPE.as_str()],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let page = response.text().await.unwrap();
+    assert_eq!(metric(&page, "promrelay_gateway_agents_connected"), 1.0);
+    assert_eq!(metric(&page, "promrelay_gateway_agents_known"), 1.0);
+    assert_eq!(
+        metric(&page, "promrelay_gateway_tunnel_connects_total"),
+        1.0
+    );
+    assert_eq!(metric(&page, "promrelay_gateway_auth_failures_total"), 1.0);
+    assert_eq!(
+        metric(
+            &page,
+            "promrelay_gateway_scrapes_total{route=\"path\",outcome=\"ok\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &page,
+            "promrelay_gateway_scrapes_total{route=\"path\",outcome=\"unknown\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &page,
+            "promrelay_gateway_scrapes_total{route=\"path\",outcome=\"timeout\"}"
+        ),
+        0.0
+    );
+}
