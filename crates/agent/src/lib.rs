@@ -11,9 +11,14 @@
 //! - [`scrape`]: one scrape: all sources within one deadline, merged by the
 //!   exposition engine, with health series per source.
 //! - [`service`]: the HTTP endpoints.
+//! - [`egress`]: egress mode: dial the gateway and serve the endpoints over
+//!   the tunnel, redialing with a backoff.
+//! - [`backoff`]: exponential backoff with jitter.
 
+pub mod backoff;
 pub mod config;
 pub mod duration;
+pub mod egress;
 pub mod runtime;
 pub mod scrape;
 pub mod service;
