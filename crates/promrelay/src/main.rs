@@ -27,7 +27,7 @@ enum Command {
     /// Run next to the measured things and merge their metrics into one page.
     Agent(commands::agent::Args),
     /// Run where Prometheus can reach, and scrape agents through tunnels.
-    Gateway,
+    Gateway(commands::gateway::Args),
     /// Check an exposition page, like `promtool check metrics`.
     Lint(commands::lint::Args),
 }
@@ -37,9 +37,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Lint(args) => commands::lint::run(&args),
         Command::Agent(args) => commands::agent::run(args),
-        Command::Gateway => {
-            eprintln!("promrelay: this mode is not yet available in this version");
-            ExitCode::from(2)
-        }
+        Command::Gateway(args) => commands::gateway::run(args),
     }
 }

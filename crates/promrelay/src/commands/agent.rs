@@ -1,11 +1,12 @@
 //! `promrelay agent`: serve the merged page of the configured sources.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use agent::config::{Config, ConfigError};
+use agent::egress::{Egress, EgressConfig};
 use agent::service::Agent;
 use tokio::signal::unix::{signal, SignalKind};
 use web::{WebConfig, WebConfigHandle};
@@ -19,12 +20,20 @@ pub(crate) struct Args {
     #[arg(long = "config.file", value_name = "FILE")]
     config_file: Option<PathBuf>,
     /// Where to listen: `HOST:PORT`, or `:PORT` for every interface.
-    #[arg(
-        long = "web.listen-address",
-        value_name = "ADDR",
-        default_value = ":9437"
-    )]
-    listen_address: String,
+    /// Default `:9437`; with `--gateway.url` nothing listens unless this is
+    /// given.
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    listen_address: Option<String>,
+    /// The gateway to connect out to (egress mode), e.g.
+    /// `https://gateway.example:9438`.
+    #[arg(long = "gateway.url", value_name = "URL", requires_all = ["agent_name", "agent_token_file"])]
+    gateway_url: Option<String>,
+    /// The name this agent has at the gateway.
+    #[arg(long = "agent.name", value_name = "NAME")]
+    agent_name: Option<String>,
+    /// The file holding the token that proves the agent's name.
+    #[arg(long = "agent.token-file", value_name = "FILE")]
+    agent_token_file: Option<PathBuf>,
     /// TLS and basic auth, in the exporter-toolkit web configuration format.
     #[arg(long = "web.config.file", value_name = "FILE")]
     web_config_file: Option<PathBuf>,
@@ -91,24 +100,69 @@ fn load_web_config(path: Option<&PathBuf>) -> Result<WebConfig, String> {
 async fn serve(args: Args) -> Result<(), String> {
     let agent = Agent::start(Box::new(loader(&args))).map_err(|e| e.to_string())?;
     let web_config = WebConfigHandle::new(load_web_config(args.web_config_file.as_ref())?);
-    let address = listen_address(&args.listen_address).await?;
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(address = %bound, sources = agent.runtime().sources.len(), "promrelay agent listening");
+    let egress = match &args.gateway_url {
+        Some(url) => Some(egress(url, &args)?),
+        None => None,
+    };
+    // In egress mode nothing listens unless asked: the point is a host
+    // that accepts no connection.
+    let listen = match (&args.listen_address, &egress) {
+        (Some(address), _) => Some(address.clone()),
+        (None, None) => Some(DEFAULT_LISTEN.to_owned()),
+        (None, Some(_)) => None,
+    };
+    let listener = match &listen {
+        Some(text) => {
+            let address = listen_address(text).await?;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+            let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(address = %bound, sources = agent.runtime().sources.len(), "promrelay agent listening");
+            Some(listener)
+        }
+        None => None,
+    };
     tokio::spawn(reload_on_sighup(
         Arc::clone(&agent),
         web_config.clone(),
         args.web_config_file.clone(),
     ));
-    web::serve(listener, web_config, agent.router(), shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let egress_task =
+        egress.map(|egress| tokio::spawn(egress.run(Arc::clone(&agent), until_stopped())));
+    if let Some(listener) = listener {
+        web::serve(listener, web_config, agent.router(), until_stopped())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    if let Some(task) = egress_task {
+        task.await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+const DEFAULT_LISTEN: &str = ":9437";
+
+fn egress(url: &str, args: &Args) -> Result<Egress, String> {
+    let name = args.agent_name.clone().unwrap_or_default();
+    let token_file = args.agent_token_file.as_deref().unwrap_or(Path::new(""));
+    let token = super::token::read(token_file)?;
+    Egress::new(EgressConfig::new(url, name, token)).map_err(|e| format!("--gateway.url: {e}"))
 }
 
 /// `:PORT` listens on every interface, as Go programs do.
-async fn listen_address(text: &str) -> Result<SocketAddr, String> {
+pub(crate) async fn listen_address(text: &str) -> Result<SocketAddr, String> {
     let text = match text.strip_prefix(':') {
         Some(port) => format!("0.0.0.0:{port}"),
         None => text.to_owned(),
@@ -145,7 +199,7 @@ async fn reload_on_sighup(
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let terminate = async {
         match signal(SignalKind::terminate()) {
             Ok(mut s) => {
