@@ -30,6 +30,11 @@ pub struct Config {
     /// The sources, merged in this order.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Local ports the gateway may ask this agent to scrape on
+    /// `127.0.0.1` (`proxy_url` mode). Nothing else is ever reached: the
+    /// agent is not an open proxy.
+    #[serde(default)]
+    pub allowed_ports: Vec<u16>,
 }
 
 fn default_source_label() -> String {
@@ -51,6 +56,7 @@ impl Default for Config {
             scrape_timeout: default_scrape_timeout(),
             max_concurrent_commands: default_max_commands(),
             sources: Vec::new(),
+            allowed_ports: Vec::new(),
         }
     }
 }
@@ -346,6 +352,16 @@ impl Config {
         self.validate()
     }
 
+    /// Adds ports given as `--scrape.allow-port` flags.
+    pub fn add_allowed_ports(&mut self, ports: &[u16]) -> Result<(), ConfigError> {
+        for port in ports {
+            if !self.allowed_ports.contains(port) {
+                self.allowed_ports.push(*port);
+            }
+        }
+        self.validate()
+    }
+
     /// Checks the rules YAML cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |at: String, problem: String| ConfigError::Invalid { at, problem };
@@ -361,6 +377,12 @@ impl Config {
             return Err(invalid(
                 "scrape_timeout".into(),
                 "must be above zero".into(),
+            ));
+        }
+        if self.allowed_ports.contains(&0) {
+            return Err(invalid(
+                "allowed_ports".into(),
+                "port 0 cannot be scraped".into(),
             ));
         }
         if self.max_concurrent_commands == 0 {

@@ -242,7 +242,7 @@ impl Egress {
                     self.status.connected.store(true, Ordering::Relaxed);
                     tracing::info!(gateway, agent = name, "connected to the gateway");
                     let served =
-                        tunnel::serve_over(ws, agent.router(), stopped(stop.clone())).await;
+                        tunnel::serve_over(ws, agent.tunnel_router(), stopped(stop.clone())).await;
                     self.status.connected.store(false, Ordering::Relaxed);
                     self.status.disconnects.fetch_add(1, Ordering::Relaxed);
                     if *stop.borrow() {

@@ -14,11 +14,14 @@
 //! - [`egress`]: egress mode: dial the gateway and serve the endpoints over
 //!   the tunnel, redialing with a backoff.
 //! - [`backoff`]: exponential backoff with jitter.
+//! - [`ports`]: `proxy_url` mode: allowlisted local ports, over the tunnel
+//!   only.
 
 pub mod backoff;
 pub mod config;
 pub mod duration;
 pub mod egress;
+pub mod ports;
 pub mod runtime;
 pub mod scrape;
 pub mod service;

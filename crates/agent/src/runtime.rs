@@ -32,6 +32,9 @@ pub struct Runtime {
     pub config: Config,
     /// The sources, in merge order.
     pub sources: Vec<Arc<NamedSource>>,
+    /// The client for allowlisted local ports (`proxy_url` mode); it
+    /// passes the scraper's headers on, so it sets none of its own.
+    pub port_client: reqwest::Client,
     /// Stops background commands when the runtime is dropped.
     _background: Vec<BackgroundGuard>,
 }
@@ -66,9 +69,18 @@ impl Runtime {
                 _ => None,
             })
             .collect();
+        let port_client = reqwest::Client::builder()
+            .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ConfigError::Invalid {
+                at: "allowed_ports".into(),
+                problem: e.to_string(),
+            })?;
         Ok(Runtime {
             config,
             sources,
+            port_client,
             _background: background,
         })
     }

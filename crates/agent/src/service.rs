@@ -128,6 +128,16 @@ impl Agent {
             .route("/-/reload", post(reload).put(reload))
             .with_state(Arc::clone(self))
     }
+
+    /// The endpoints served through the tunnel: [`Agent::router`] and the
+    /// allowlisted local ports of `proxy_url` mode (see [`crate::ports`]).
+    pub fn tunnel_router(self: &Arc<Self>) -> Router {
+        self.router().merge(
+            Router::new()
+                .route("/ports/{port}/{*path}", get(crate::ports::scrape_port))
+                .with_state(Arc::clone(self)),
+        )
+    }
 }
 
 /// Why a request was refused; client errors are not logged as failures.
@@ -186,7 +196,7 @@ impl IntoResponse for RequestError {
 }
 
 /// When this scrape must be answered.
-fn deadline(headers: &HeaderMap, cap: Duration) -> Instant {
+pub(crate) fn deadline(headers: &HeaderMap, cap: Duration) -> Instant {
     let asked = headers
         .get("x-prometheus-scrape-timeout-seconds")
         .and_then(|v| v.to_str().ok())

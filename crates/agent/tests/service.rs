@@ -467,3 +467,47 @@ async fn the_source_label_and_static_labels_are_configurable() {
         "{page}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tunnel_reaches_only_allowlisted_local_ports() {
+    let node = testkit::node_exporter();
+    let port = node.addr().port();
+    let agent = start(&format!("allowed_ports: [{port}]\nsources: []\n"));
+    let tunnel = |uri: String| {
+        let agent = Arc::clone(&agent);
+        async move {
+            let request = Request::builder()
+                .uri(uri)
+                .header(SCRAPE.0, SCRAPE.1)
+                .body(Body::empty())
+                .unwrap();
+            let response = agent.tunnel_router().oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, page) = tunnel(format!("/ports/{port}/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("# TYPE node_load1 gauge"), "{page}");
+    // PushProx's _scheme=https is taken out and switches to https, which
+    // node_exporter does not speak here.
+    let (status, _) = tunnel(format!("/ports/{port}/metrics?_scheme=https")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    let other = testkit::free_port();
+    let (status, body) = tunnel(format!("/ports/{other}/metrics")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body.contains(&format!(
+            "port {other} is not in this agent's allowed ports"
+        )),
+        "{body}"
+    );
+    // Listen mode does not relay at all.
+    assert_eq!(
+        get(&agent, &format!("/ports/{port}/metrics"), &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -34,6 +34,10 @@ pub(crate) struct Args {
     /// The file holding the token that proves the agent's name.
     #[arg(long = "agent.token-file", value_name = "FILE")]
     agent_token_file: Option<PathBuf>,
+    /// A local port the gateway may have this agent scrape on 127.0.0.1
+    /// (`proxy_url` mode; repeatable). No other port is ever reached.
+    #[arg(long = "scrape.allow-port", value_name = "PORT")]
+    allow_port: Vec<u16>,
     /// TLS and basic auth, in the exporter-toolkit web configuration format.
     #[arg(long = "web.config.file", value_name = "FILE")]
     web_config_file: Option<PathBuf>,
@@ -80,12 +84,14 @@ pub(crate) fn run(args: Args) -> ExitCode {
 fn loader(args: &Args) -> impl Fn() -> Result<Config, ConfigError> + Send + Sync + 'static {
     let file = args.config_file.clone();
     let (http, exec, files) = (args.http.clone(), args.exec.clone(), args.file.clone());
+    let ports = args.allow_port.clone();
     move || {
         let mut config = match &file {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
         config.add_flag_sources(&http, &exec, &files)?;
+        config.add_allowed_ports(&ports)?;
         Ok(config)
     }
 }
