@@ -8,6 +8,8 @@
 //! - [`routes`]: the HTTP interface ([`router`]): the `/tunnel` upgrade,
 //!   path-mode scrapes `/agents/<agent>/metrics`, discovery (`/clients`,
 //!   `/api/v1/sd`), health and the gateway's own `/metrics`.
+//! - [`fanin`]: `GET /metrics/connected`, every connected agent's page
+//!   merged into one.
 //! - [`metrics`]: the gateway's own counters.
 //!
 //! The binary wires [`router`] to a listener (with upgrades enabled, as
@@ -17,11 +19,13 @@ use core::time::Duration;
 use std::sync::Arc;
 
 pub mod auth;
+pub mod fanin;
 pub mod metrics;
 pub mod registry;
 pub mod routes;
 
 pub use auth::{AgentAuth, AuthConfigError, AuthError, CredentialId, NameError};
+pub use fanin::FaninError;
 pub use metrics::{GatewayMetrics, ScrapeOutcome};
 pub use registry::{
     AgentCounts, AgentInfo, Generation, LocalRegistry, RegisterError, Registration, Registry, Route,
@@ -42,6 +46,12 @@ pub struct GatewayConfig {
     /// The most agent names held at once, connected or disconnected
     /// (100 000); new names past it are refused.
     pub max_agents: usize,
+    /// The most agent scrapes one fan-in request (`/metrics/connected`)
+    /// keeps in flight at once (64).
+    pub fanin_concurrency: usize,
+    /// The largest page body accepted from one agent in a fan-in request
+    /// (64 MiB); a larger page costs that agent's samples.
+    pub fanin_max_body: usize,
 }
 
 impl Default for GatewayConfig {
@@ -51,6 +61,8 @@ impl Default for GatewayConfig {
             max_scrape_timeout: Duration::from_secs(60),
             retention: Duration::from_secs(5 * 60),
             max_agents: 100_000,
+            fanin_concurrency: 64,
+            fanin_max_body: 64 * 1024 * 1024,
         }
     }
 }

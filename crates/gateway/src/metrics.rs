@@ -6,7 +6,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::registry::AgentCounts;
 
-/// How a scrape forwarded in path mode ended.
+/// How a scrape forwarded to an agent ended, in path mode or (per agent)
+/// in fan-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScrapeOutcome {
     /// The agent answered (whatever its status).
@@ -17,7 +18,8 @@ pub enum ScrapeOutcome {
     Disconnected,
     /// The agent did not answer before the deadline (504).
     Timeout,
-    /// The tunnel failed (502/503).
+    /// The tunnel failed (502/503); in fan-in also a non-200 status, an
+    /// unparsable or too large page.
     Error,
 }
 
@@ -56,6 +58,7 @@ impl ScrapeOutcome {
 #[derive(Debug, Default)]
 pub struct GatewayMetrics {
     scrapes: [AtomicU64; 5],
+    fanin_scrapes: [AtomicU64; 5],
     tunnel_connects: AtomicU64,
     auth_failures: AtomicU64,
 }
@@ -64,6 +67,16 @@ impl GatewayMetrics {
     /// Counts one path-mode scrape.
     pub fn scrape(&self, outcome: ScrapeOutcome) {
         self.scrapes[outcome.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one agent's part of a fan-in scrape (`/metrics/connected`).
+    pub fn fanin_scrape(&self, outcome: ScrapeOutcome) {
+        self.fanin_scrapes[outcome.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The number of agent scrapes of fan-in requests with `outcome` so far.
+    pub fn fanin_scrapes(&self, outcome: ScrapeOutcome) -> u64 {
+        self.fanin_scrapes[outcome.index()].load(Ordering::Relaxed)
     }
 
     /// Counts one established and registered tunnel.
@@ -109,6 +122,14 @@ impl GatewayMetrics {
                 "promrelay_gateway_scrapes_total{{route=\"path\",outcome=\"{}\"}} {}",
                 outcome.label(),
                 self.scrapes(outcome)
+            );
+        }
+        for outcome in ScrapeOutcome::ALL {
+            let _ = writeln!(
+                out,
+                "promrelay_gateway_scrapes_total{{route=\"fanin\",outcome=\"{}\"}} {}",
+                outcome.label(),
+                self.fanin_scrapes(outcome)
             );
         }
         let _ = writeln!(

@@ -5,6 +5,7 @@
 //! | `GET /tunnel` | an agent opens its tunnel (WebSocket upgrade) |
 //! | `GET /agents/{agent}/metrics` | path mode: scrape the agent's `/metrics` |
 //! | `GET /agents/{agent}/sources/{source}/metrics` | path mode: scrape one source of the agent |
+//! | `GET /metrics/connected` | fan-in: every known agent's page merged into one (see [`crate::fanin`]) |
 //! | `GET /clients` | connected agents in the PushProx / `file_sd` JSON shape |
 //! | `GET /api/v1/sd` | connected agents for Prometheus `http_sd_configs`, pointing at path mode |
 //! | `GET /-/healthy`, `GET /-/ready` | liveness and readiness |
@@ -98,6 +99,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/metrics", get(own_metrics))
+        .route("/metrics/connected", get(crate::fanin::scrape_connected))
         .with_state(gateway)
 }
 
@@ -207,7 +209,7 @@ async fn scrape_source(
 }
 
 /// The deadline for the agent's response head.
-fn scrape_deadline(headers: &HeaderMap, gateway: &Gateway) -> Duration {
+pub(crate) fn scrape_deadline(headers: &HeaderMap, gateway: &Gateway) -> Duration {
     let config = &gateway.config;
     let Some(seconds) = headers
         .get(SCRAPE_TIMEOUT_HEADER)

@@ -1,0 +1,558 @@
+//! Fan-in: `GET /metrics/connected` answers one page holding every known
+//! agent's own `/metrics`.
+//!
+//! # What the page holds
+//!
+//! Each connected agent is scraped (`GET /metrics`) through its tunnel,
+//! concurrently; every page is parsed once, in the format its
+//! `Content-Type` announces, and the pages are merged by the exposition
+//! engine ([`exposition::merge()`]) with `agent="<name>"` added to every
+//! sample. A sample that already has an `agent` label keeps it as
+//! `exported_agent`, as Prometheus does for target labels.
+//!
+//! After the agents' families come the gateway's own, one series per known
+//! agent (connected, or disconnected within the registry's retention, so a
+//! disappearance shows):
+//!
+//! - `promrelay_gateway_agent_up{agent}`: 1 when the agent's page is in this
+//!   answer, 0 when it is not;
+//! - `promrelay_gateway_agent_scrape_duration_seconds{agent}`: how long the
+//!   scrape through the tunnel took (connected agents only);
+//! - `promrelay_gateway_agent_scrape_error{agent,kind} 1`: why the page is
+//!   missing, `kind` being [`FaninError::kind`]: `timeout`, `disconnected`,
+//!   `status`, `parse`, `tunnel` or `too_large`.
+//!
+//! The answer is in the format negotiated from the scraper's `Accept`
+//! header (text 0.0.4 unless OpenMetrics is preferred); agents are asked
+//! for the same format. Responses are not compressed.
+//!
+//! # Deadline and limits
+//!
+//! The deadline is the `X-Prometheus-Scrape-Timeout-Seconds` header with
+//! path mode's default and cap, less a margin of 10 % (at most
+//! [`MAX_MARGIN`]) for merging and answering. Each agent is sent the time
+//! left as its own `X-Prometheus-Scrape-Timeout-Seconds`; an agent that has
+//! not delivered its whole page by the deadline costs only its own samples
+//! (`kind="timeout"`). At most
+//! [`GatewayConfig::fanin_concurrency`](crate::GatewayConfig) agents of one
+//! request are scraped at once, and a page larger than
+//! [`GatewayConfig::fanin_max_body`](crate::GatewayConfig) is dropped
+//! (`kind="too_large"`).
+//!
+//! Every agent's part counts once in
+//! `promrelay_gateway_scrapes_total{route="fanin"}`.
+
+use core::fmt::Write as _;
+use core::time::Duration;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{
+    HeaderMap, HeaderValue, ACCEPT, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use exposition::{Format, LabelSet, LabelSetError, Page, ParseError, SourcePage};
+use http_body_util::BodyExt as _;
+use hyper::body::Bytes;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tunnel::{TunnelClient, TunnelError};
+
+use crate::metrics::ScrapeOutcome;
+use crate::registry::Route;
+use crate::routes::{scrape_deadline, SCRAPE_TIMEOUT_HEADER};
+use crate::Gateway;
+
+/// The most time kept back from the scrape deadline for merging and
+/// answering (the margin is 10 % of the deadline, at most this).
+pub const MAX_MARGIN: Duration = Duration::from_millis(500);
+
+/// The label every agent's samples get, naming the agent.
+pub const AGENT_LABEL: &str = "agent";
+
+/// What agents are asked for when the answer is text.
+const ACCEPT_TEXT: &str = "text/plain;version=0.0.4";
+
+/// What agents are asked for when the answer is OpenMetrics.
+const ACCEPT_OPENMETRICS: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+
+/// Why one agent's page is missing from a fan-in answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FaninError {
+    /// The whole page had not arrived by the deadline.
+    #[error("no complete page before the deadline")]
+    Timeout,
+    /// The agent is known but has no live tunnel.
+    #[error("the agent is not connected")]
+    Disconnected,
+    /// The agent answered with a status other than 200.
+    #[error("the agent answered with HTTP status {0}")]
+    Status(StatusCode),
+    /// The page is compressed although no compression was asked for.
+    #[error("unsupported content encoding {0:?}")]
+    Encoding(String),
+    /// The page cannot be parsed.
+    #[error("unparsable page: {0}")]
+    Parse(#[source] ParseError),
+    /// The agent's name cannot be a label value (it always can; kept so
+    /// that no failure is hidden).
+    #[error("agent label: {0}")]
+    Label(#[source] LabelSetError),
+    /// The tunnel failed before the response head arrived.
+    #[error("tunnel: {0}")]
+    Tunnel(#[source] TunnelError),
+    /// The tunnel failed while the page was streaming.
+    #[error("reading the page: {0}")]
+    Body(#[source] hyper::Error),
+    /// The page is larger than the configured limit.
+    #[error("page larger than {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+}
+
+impl FaninError {
+    /// The value of the `kind` label of
+    /// `promrelay_gateway_agent_scrape_error`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FaninError::Timeout => "timeout",
+            FaninError::Disconnected => "disconnected",
+            FaninError::Status(_) => "status",
+            FaninError::Encoding(_) | FaninError::Parse(_) | FaninError::Label(_) => "parse",
+            FaninError::Tunnel(_) | FaninError::Body(_) => "tunnel",
+            FaninError::TooLarge { .. } => "too_large",
+        }
+    }
+
+    /// How the agent's part is counted in
+    /// `promrelay_gateway_scrapes_total{route="fanin"}`.
+    pub fn outcome(&self) -> ScrapeOutcome {
+        match self {
+            FaninError::Timeout => ScrapeOutcome::Timeout,
+            FaninError::Disconnected => ScrapeOutcome::Disconnected,
+            _ => ScrapeOutcome::Error,
+        }
+    }
+}
+
+/// The time a fan-in request may spend scraping agents, given its scrape
+/// deadline: the deadline less 10 %, at most [`MAX_MARGIN`] less.
+pub fn budget(deadline: Duration) -> Duration {
+    deadline.saturating_sub((deadline / 10).min(MAX_MARGIN))
+}
+
+/// One agent's page as received: one chunk kept as is, or several copied
+/// into one buffer (the parser needs contiguous bytes).
+#[derive(Debug)]
+enum BodyData {
+    One(Bytes),
+    Many(Vec<u8>),
+}
+
+impl BodyData {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            BodyData::One(bytes) => bytes,
+            BodyData::Many(buffer) => buffer,
+        }
+    }
+}
+
+/// A page received from an agent, not parsed yet.
+#[derive(Debug)]
+struct PageBody {
+    format: Format,
+    data: BodyData,
+}
+
+/// One known agent's part of a fan-in request.
+#[derive(Debug)]
+struct AgentScrape {
+    name: String,
+    /// How long the scrape took; `None` when it was not attempted.
+    duration: Option<Duration>,
+    result: Result<PageBody, FaninError>,
+}
+
+/// `GET /metrics/connected` (see the [module documentation](self)).
+pub(crate) async fn scrape_connected(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Response {
+    let deadline = Instant::now() + budget(scrape_deadline(&headers, &gateway));
+    let to = headers
+        .get(ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .map_or(Format::Text, Format::negotiate);
+
+    let scrapes = scrape_all(&gateway, to, deadline).await;
+    for scrape in &scrapes {
+        if let Err(error) = &scrape.result {
+            gateway.metrics.fanin_scrape(error.outcome());
+        }
+    }
+    let rendered = tokio::task::spawn_blocking(move || render(scrapes, to)).await;
+    let (page, failures) = match rendered {
+        Ok(rendered) => rendered,
+        Err(error) => {
+            tracing::error!(%error, "fan-in merge failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "fan-in merge failed\n".to_owned(),
+            )
+                .into_response();
+        }
+    };
+    for outcome in failures {
+        gateway.metrics.fanin_scrape(outcome);
+    }
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static(to.content_type()))],
+        page,
+    )
+        .into_response()
+}
+
+/// Scrapes every known agent, at most
+/// [`GatewayConfig::fanin_concurrency`](crate::GatewayConfig) at once, each
+/// bounded by `deadline`. The result is in agent name order.
+async fn scrape_all(gateway: &Gateway, to: Format, deadline: Instant) -> Vec<AgentScrape> {
+    let mut agents = gateway.registry.agents();
+    agents.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    agents.dedup_by(|a, b| a.name == b.name);
+
+    let semaphore = Arc::new(Semaphore::new(gateway.config.fanin_concurrency.max(1)));
+    let max_body = gateway.config.fanin_max_body;
+    let mut tasks = JoinSet::new();
+    let mut scrapes = Vec::with_capacity(agents.len());
+    for (index, agent) in agents.into_iter().enumerate() {
+        let client = match agent.connected.then(|| gateway.registry.route(&agent.name)) {
+            Some(Route::Connected(client)) => Some(client),
+            _ => None,
+        };
+        // Stays as is only if the task is lost (it cannot outlive the deadline).
+        let mut scrape = AgentScrape {
+            name: agent.name,
+            duration: None,
+            result: Err(FaninError::Disconnected),
+        };
+        if let Some(client) = client {
+            scrape.result = Err(FaninError::Timeout);
+            let semaphore = Arc::clone(&semaphore);
+            tasks.spawn(async move {
+                let Ok(Ok(_permit)) =
+                    tokio::time::timeout_at(deadline, semaphore.acquire_owned()).await
+                else {
+                    return (index, None, Err(FaninError::Timeout));
+                };
+                let started = Instant::now();
+                let result =
+                    tokio::time::timeout_at(deadline, fetch(&client, to, deadline, max_body))
+                        .await
+                        .unwrap_or(Err(FaninError::Timeout));
+                (index, Some(started.elapsed()), result)
+            });
+        }
+        scrapes.push(scrape);
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, duration, result)) => {
+                let scrape = &mut scrapes[index];
+                scrape.duration = duration;
+                scrape.result = result;
+            }
+            Err(error) => tracing::error!(%error, "fan-in scrape task failed"),
+        }
+    }
+    scrapes
+}
+
+/// The scrape request sent to an agent.
+fn agent_request(to: Format, left: Duration) -> Result<Request<Body>, FaninError> {
+    let accept = match to {
+        Format::Text => ACCEPT_TEXT,
+        Format::OpenMetrics => ACCEPT_OPENMETRICS,
+    };
+    Request::get("/metrics")
+        .header(ACCEPT, accept)
+        .header(SCRAPE_TIMEOUT_HEADER, format!("{:.3}", left.as_secs_f64()))
+        .body(Body::empty())
+        .map_err(|_| FaninError::Tunnel(TunnelError::InvalidRequest("bad fan-in request")))
+}
+
+/// Scrapes one agent's `/metrics` and reads the whole page.
+async fn fetch(
+    client: &TunnelClient,
+    to: Format,
+    deadline: Instant,
+    max_body: usize,
+) -> Result<PageBody, FaninError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < Duration::from_millis(1) {
+        return Err(FaninError::Timeout);
+    }
+    let response = client
+        .request(agent_request(to, left)?)
+        .await
+        .map_err(|error| match error {
+            TunnelError::Closed => FaninError::Disconnected,
+            error => FaninError::Tunnel(error),
+        })?;
+    if response.status() != StatusCode::OK {
+        return Err(FaninError::Status(response.status()));
+    }
+    let headers = response.headers();
+    if let Some(encoding) = headers.get(CONTENT_ENCODING) {
+        if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
+            return Err(FaninError::Encoding(
+                String::from_utf8_lossy(encoding.as_bytes()).into_owned(),
+            ));
+        }
+    }
+    let format = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map_or(Format::Text, Format::from_content_type);
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_body as u64) {
+        return Err(FaninError::TooLarge { limit: max_body });
+    }
+    let declared = declared.map_or(0, |length| length as usize);
+
+    let mut body = response.into_body();
+    let mut data: Option<BodyData> = None;
+    let mut length = 0_usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame.map_err(FaninError::Body)?.into_data() else {
+            continue;
+        };
+        length += chunk.len();
+        if length > max_body {
+            return Err(FaninError::TooLarge { limit: max_body });
+        }
+        data = Some(match data {
+            None => BodyData::One(chunk),
+            Some(BodyData::One(first)) => {
+                let mut buffer = Vec::with_capacity(declared.max(length));
+                buffer.extend_from_slice(&first);
+                buffer.extend_from_slice(&chunk);
+                BodyData::Many(buffer)
+            }
+            Some(BodyData::Many(mut buffer)) => {
+                buffer.extend_from_slice(&chunk);
+                BodyData::Many(buffer)
+            }
+        });
+    }
+    Ok(PageBody {
+        format,
+        data: data.unwrap_or(BodyData::One(Bytes::new())),
+    })
+}
+
+/// Parses the agents' pages, merges them with the gateway's per-agent
+/// series into one page in `to`, and returns it with the outcomes not
+/// counted yet (agents whose page was received: ok, or an error when it
+/// cannot be parsed).
+fn render(scrapes: Vec<AgentScrape>, to: Format) -> (Vec<u8>, Vec<ScrapeOutcome>) {
+    let mut names = Vec::with_capacity(scrapes.len());
+    let mut durations = Vec::with_capacity(scrapes.len());
+    let mut bodies = Vec::with_capacity(scrapes.len());
+    let mut errors = Vec::with_capacity(scrapes.len());
+    for scrape in scrapes {
+        names.push(scrape.name);
+        durations.push(scrape.duration);
+        match scrape.result {
+            Ok(body) => {
+                bodies.push(Some(body));
+                errors.push(None);
+            }
+            Err(error) => {
+                bodies.push(None);
+                errors.push(Some(error));
+            }
+        }
+    }
+
+    // Each page is parsed once and borrows its body, which `bodies` keeps
+    // alive until the merge.
+    let mut pages: Vec<Option<(Format, Page<'_>, LabelSet)>> = Vec::with_capacity(bodies.len());
+    let mut outcomes = Vec::new();
+    for ((name, body), error) in names.iter().zip(&bodies).zip(&mut errors) {
+        let Some(body) = body else {
+            pages.push(None);
+            continue;
+        };
+        let parsed = exposition::parse(body.data.bytes(), body.format)
+            .map_err(FaninError::Parse)
+            .and_then(|page| {
+                LabelSet::new([(AGENT_LABEL, name)])
+                    .map(|labels| (body.format, page, labels))
+                    .map_err(FaninError::Label)
+            });
+        match parsed {
+            Ok(parsed) => {
+                outcomes.push(ScrapeOutcome::Ok);
+                pages.push(Some(parsed));
+            }
+            Err(failure) => {
+                outcomes.push(failure.outcome());
+                *error = Some(failure);
+                pages.push(None);
+            }
+        }
+    }
+    for (name, error) in names.iter().zip(&errors) {
+        if let Some(error) = error {
+            tracing::debug!(agent = %name, kind = error.kind(), %error, "fan-in scrape failed");
+        }
+    }
+
+    let own = own_series(&names, &durations, &errors);
+    let own_page = exposition::parse(own.as_bytes(), Format::Text);
+    if let Err(error) = &own_page {
+        tracing::error!(%error, "the gateway's fan-in series do not parse");
+    }
+    let no_labels = LabelSet::default();
+
+    let mut sources: Vec<SourcePage<'_, '_>> = names
+        .iter()
+        .zip(&pages)
+        .filter_map(|(name, page)| {
+            page.as_ref().map(|(format, page, labels)| SourcePage {
+                name,
+                format: *format,
+                page,
+                labels,
+            })
+        })
+        .collect();
+    if let Ok(page) = &own_page {
+        sources.push(SourcePage {
+            name: "gateway",
+            format: Format::Text,
+            page,
+            labels: &no_labels,
+        });
+    }
+    let mut out = Vec::new();
+    let report = exposition::merge(&sources, to, &mut out);
+    for conflict in &report.conflicts {
+        tracing::debug!(
+            family = %conflict.family,
+            kept = %conflict.kept_source,
+            dropped = %conflict.dropped_source,
+            samples = conflict.dropped_samples,
+            "fan-in type conflict"
+        );
+    }
+    (out, outcomes)
+}
+
+/// The gateway's per-agent series, in the text format.
+fn own_series(
+    names: &[String],
+    durations: &[Option<Duration>],
+    errors: &[Option<FaninError>],
+) -> String {
+    let mut out = String::with_capacity(256 + names.len() * 192);
+    out.push_str(
+        "# HELP promrelay_gateway_agent_up Whether the agent's page is in this fan-in answer.\n\
+         # TYPE promrelay_gateway_agent_up gauge\n",
+    );
+    for (name, error) in names.iter().zip(errors) {
+        let up = u8::from(error.is_none());
+        let _ = writeln!(
+            out,
+            "promrelay_gateway_agent_up{{agent=\"{}\"}} {up}",
+            Escaped(name)
+        );
+    }
+    if durations.iter().any(Option::is_some) {
+        out.push_str(
+            "# HELP promrelay_gateway_agent_scrape_duration_seconds How long scraping the agent through its tunnel took.\n\
+             # TYPE promrelay_gateway_agent_scrape_duration_seconds gauge\n",
+        );
+        for (name, duration) in names.iter().zip(durations) {
+            if let Some(duration) = duration {
+                let _ = writeln!(
+                    out,
+                    "promrelay_gateway_agent_scrape_duration_seconds{{agent=\"{}\"}} {}",
+                    Escaped(name),
+                    duration.as_secs_f64()
+                );
+            }
+        }
+    }
+    if errors.iter().any(Option::is_some) {
+        out.push_str(
+            "# HELP promrelay_gateway_agent_scrape_error Why the agent's page is missing from this fan-in answer.\n\
+             # TYPE promrelay_gateway_agent_scrape_error gauge\n",
+        );
+        for (name, error) in names.iter().zip(errors) {
+            if let Some(error) = error {
+                let _ = writeln!(
+                    out,
+                    "promrelay_gateway_agent_scrape_error{{agent=\"{}\",kind=\"{}\"}} 1",
+                    Escaped(name),
+                    error.kind()
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A label value escaped for the text format.
+struct Escaped<'a>(&'a str);
+
+impl core::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '"' => f.write_str("\\\"")?,
+                '\n' => f.write_str("\\n")?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_keeps_a_margin() {
+        assert_eq!(budget(Duration::from_secs(1)), Duration::from_millis(900));
+        assert_eq!(budget(Duration::from_secs(10)), Duration::from_millis(9500));
+        assert_eq!(budget(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn own_series_parse_and_validate() {
+        let names = vec!["a".to_owned(), "b".to_owned()];
+        let durations = vec![Some(Duration::from_millis(12)), None];
+        let errors = vec![None, Some(FaninError::Disconnected)];
+        let text = own_series(&names, &durations, &errors);
+        let page = exposition::parse(text.as_bytes(), Format::Text).unwrap();
+        assert!(exposition::validate_strict(&page, Format::Text).is_empty());
+        assert!(text.contains("promrelay_gateway_agent_up{agent=\"b\"} 0\n"));
+        assert!(text.contains(
+            "promrelay_gateway_agent_scrape_error{agent=\"b\",kind=\"disconnected\"} 1\n"
+        ));
+    }
+}
