@@ -100,7 +100,46 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/metrics", get(own_metrics))
         .route("/metrics/connected", get(crate::fanin::scrape_connected))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&gateway),
+            proxy_url_mode,
+        ))
         .with_state(gateway)
+}
+
+/// `proxy_url` mode: Prometheus, told to use the gateway as its proxy,
+/// sends `GET http://<agent>:<port>/<path>` in absolute form. Such a request
+/// goes through the agent's tunnel to `/ports/<port>/<path>`, which the
+/// agent serves only for ports in its allowlist (403 otherwise). Every
+/// other request is routed as usual.
+async fn proxy_url_mode(
+    State(gateway): State<Arc<Gateway>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match proxy_target(&request) {
+        Some((agent, port)) => {
+            let path = format!("/ports/{port}{}", request.uri().path());
+            forward(&gateway, &agent, path, request.uri(), request.headers()).await
+        }
+        None => next.run(request).await,
+    }
+}
+
+/// The agent and port of an absolute-form HTTP/1 request. (HTTP/2 requests
+/// always carry an authority, so only HTTP/1's absolute form counts.)
+fn proxy_target(request: &axum::extract::Request) -> Option<(String, u16)> {
+    if request.version() > http::Version::HTTP_11 {
+        return None;
+    }
+    let uri = request.uri();
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?;
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    Some((
+        authority.host().to_owned(),
+        authority.port_u16().unwrap_or(default_port),
+    ))
 }
 
 fn text(status: StatusCode, body: String) -> Response {

@@ -1,12 +1,12 @@
 //! `promrelay gateway` and `promrelay agent --gateway.url` as processes: a
 //! real Prometheus scrapes a real node_exporter through the agent's outbound
-//! tunnel, by path.
+//! tunnel, in every mode the gateway offers.
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::{free_port, http_get, node_exporter, prometheus, Daemon, TempDir};
+use testkit::{free_port, http_get, node_exporter, prometheus, Daemon, Prometheus, TempDir};
 
 fn gateway(dir: TempDir) -> Daemon {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -18,13 +18,13 @@ fn gateway(dir: TempDir) -> Daemon {
     Daemon::start(command, addr, "/-/ready", dir)
 }
 
-/// An agent that only connects out; it is ready once the gateway serves its
-/// page.
+/// An agent that only connects out, serving `node` and allowing its port;
+/// it is ready once the gateway serves its page.
 fn egress_agent(
     gateway: &Daemon,
     name: &str,
     token_file: &std::path::Path,
-    source: &str,
+    node: &Daemon,
 ) -> Daemon {
     let mut command = Command::new(env!("CARGO_BIN_EXE_promrelay"));
     command
@@ -32,7 +32,8 @@ fn egress_agent(
         .arg(format!("--gateway.url=http://{}", gateway.addr()))
         .arg(format!("--agent.name={name}"))
         .arg(format!("--agent.token-file={}", token_file.display()))
-        .arg(format!("--source.http={source}"));
+        .arg(format!("--source.http=node={}", node.url("/metrics")))
+        .arg(format!("--scrape.allow-port={}", node.addr().port()));
     Daemon::start(
         command,
         gateway.addr(),
@@ -41,11 +42,25 @@ fn egress_agent(
     )
 }
 
+fn has_result(prometheus: &Prometheus, query: &str) {
+    prometheus.wait_for_query(query, Duration::from_secs(15), |body| {
+        body.contains("\"result\":[{")
+    });
+}
+
+fn up_is(prometheus: &Prometheus, job: &str, value: &str) {
+    let query = format!("up{{job=\"{job}\"}}");
+    let expected = format!("\"{value}\"]");
+    prometheus.wait_for_query(&query, Duration::from_secs(30), |body| {
+        body.contains(&expected)
+    });
+}
+
 #[test]
 fn prometheus_scrapes_an_egress_agent_through_the_gateway() {
     let node = node_exporter();
     let gateway = gateway(TempDir::new("gateway"));
-    // The gateway made its agent token on first start, readable by its owner only.
+    // The gateway made its agent token on first start and said where.
     let token_file = gateway.dir().join("data/agent-token");
     assert!(std::fs::read_to_string(&token_file).unwrap().trim().len() >= 32);
     assert!(
@@ -54,12 +69,7 @@ fn prometheus_scrapes_an_egress_agent_through_the_gateway() {
         gateway.stderr()
     );
 
-    let mut agent = egress_agent(
-        &gateway,
-        "edge-1",
-        &token_file,
-        &format!("node={}", node.url("/metrics")),
-    );
+    let mut agent = egress_agent(&gateway, "edge-1", &token_file, &node);
     let page = http_get(
         &gateway.url("/agents/edge-1/metrics"),
         &[("X-Prometheus-Scrape-Timeout-Seconds", "5")],
@@ -74,9 +84,8 @@ fn prometheus_scrapes_an_egress_agent_through_the_gateway() {
         http_get(&gateway.url("/agents/nobody/metrics"), &[]).status,
         404
     );
-    let clients = http_get(&gateway.url("/clients"), &[]);
     // PushProx's shape: one entry per agent, labels null.
-    let clients = clients.text();
+    let clients = http_get(&gateway.url("/clients"), &[]).text().to_owned();
     assert!(
         clients.starts_with("[{") && clients.ends_with("}]"),
         "{clients}"
@@ -86,18 +95,39 @@ fn prometheus_scrapes_an_egress_agent_through_the_gateway() {
         "{clients}"
     );
 
+    // Every way Prometheus can scrape through the gateway: by path, as a
+    // proxy_url (how PushProx users configure it), all agents at once, and
+    // targets found through http_sd_configs.
+    let port = node.addr().port();
+    let gw = gateway.addr();
+    let forbidden = free_port();
     let prometheus = prometheus(&format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: edge\n    metrics_path: /agents/edge-1/metrics\n    static_configs:\n      - targets: ['{}']\n",
-        gateway.addr()
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n\
+         - job_name: edge\n  metrics_path: /agents/edge-1/metrics\n  static_configs:\n  - targets: ['{gw}']\n\
+         - job_name: proxied\n  proxy_url: http://{gw}\n  static_configs:\n  - targets: ['edge-1:{port}']\n\
+         - job_name: forbidden\n  proxy_url: http://{gw}\n  static_configs:\n  - targets: ['edge-1:{forbidden}']\n\
+         - job_name: fanin\n  metrics_path: /metrics/connected\n  static_configs:\n  - targets: ['{gw}']\n\
+         - job_name: discovered\n  http_sd_configs:\n  - url: http://{gw}/api/v1/sd\n    refresh_interval: 1s\n"
     ));
-    prometheus.wait_for_query("up{job=\"edge\"}", Duration::from_secs(30), |body| {
-        body.contains("\"1\"]")
-    });
-    prometheus.wait_for_query(
-        "node_load1{job=\"edge\",exporter=\"node\"}",
-        Duration::from_secs(10),
-        |body| body.contains("\"result\":[{"),
+    for job in ["edge", "proxied", "fanin", "discovered"] {
+        up_is(&prometheus, job, "1");
+    }
+    has_result(&prometheus, "node_load1{job=\"edge\",exporter=\"node\"}");
+    // Through proxy_url the exporter's own page arrives as it is.
+    has_result(
+        &prometheus,
+        &format!("node_load1{{job=\"proxied\",instance=\"edge-1:{port}\"}}"),
     );
+    has_result(
+        &prometheus,
+        "node_load1{job=\"fanin\",agent=\"edge-1\",exporter=\"node\"}",
+    );
+    has_result(
+        &prometheus,
+        "node_load1{job=\"discovered\",agent=\"edge-1\"}",
+    );
+    // A port outside the agent's allowlist is refused.
+    up_is(&prometheus, "forbidden", "0");
 
     // The agent goes away: the gateway answers 503 at once, Prometheus
     // records the target as down.
@@ -114,16 +144,18 @@ fn prometheus_scrapes_an_egress_agent_through_the_gateway() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    prometheus.wait_for_query("up{job=\"edge\"}", Duration::from_secs(30), |body| {
-        body.contains("\"0\"]")
-    });
+    up_is(&prometheus, "edge", "0");
+    has_result(
+        &prometheus,
+        "promrelay_gateway_agent_up{job=\"fanin\",agent=\"edge-1\"} == 0",
+    );
 
     // A wrong token never gets the name.
     let dir = TempDir::new("bad-token");
     std::fs::write(dir.join("token"), "not-the-token\n").unwrap();
     let mut impostor = Command::new(env!("CARGO_BIN_EXE_promrelay"))
         .arg("agent")
-        .arg(format!("--gateway.url=http://{}", gateway.addr()))
+        .arg(format!("--gateway.url=http://{gw}"))
         .arg("--agent.name=edge-1")
         .arg(format!(
             "--agent.token-file={}",
@@ -142,13 +174,6 @@ fn prometheus_scrapes_an_egress_agent_through_the_gateway() {
     impostor.wait().unwrap();
 
     // The agent comes back and so does the target.
-    let _agent = egress_agent(
-        &gateway,
-        "edge-1",
-        &token_file,
-        &format!("node={}", node.url("/metrics")),
-    );
-    prometheus.wait_for_query("up{job=\"edge\"}", Duration::from_secs(30), |body| {
-        body.contains("\"1\"]")
-    });
+    let _agent = egress_agent(&gateway, "edge-1", &token_file, &node);
+    up_is(&prometheus, "edge", "1");
 }
