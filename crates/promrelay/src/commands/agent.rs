@@ -61,24 +61,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> ExitCode {
     logging::init(args.log_level, args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("promrelay agent: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!(error = %message, "promrelay agent stopped");
-            eprintln!("promrelay agent: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    super::serve_until_stopped("agent", serve(args))
 }
 
 fn loader(args: &Args) -> impl Fn() -> Result<Config, ConfigError> + Send + Sync + 'static {

@@ -44,24 +44,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> ExitCode {
     logging::init(args.log_level, args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("promrelay gateway: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!(error = %message, "promrelay gateway stopped");
-            eprintln!("promrelay gateway: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    super::serve_until_stopped("gateway", serve(args))
 }
 
 async fn serve(args: Args) -> Result<(), String> {
