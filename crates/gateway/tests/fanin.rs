@@ -2,8 +2,9 @@
 //! router served on 127.0.0.1 and fake agents dialing in with
 //! `tunnel::connect` + `tunnel::serve_over`.
 
-use core::future::Future;
-use core::time::Duration;
+mod common;
+
+use common::{guard, FakeAgent, PROM_TEXT};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -13,20 +14,8 @@ use axum::Router;
 use exposition::Format;
 use gateway::{AgentAuth, Gateway, GatewayConfig, Route, ScrapeOutcome};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tunnel::TunnelError;
 
 const TOKEN: &str = "shared-secret";
-const PROM_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// Only a guard against hangs: nothing here should take anywhere near it.
-const HANG_GUARD: Duration = Duration::from_secs(10);
-
-async fn guard<F: Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(HANG_GUARD, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung"))
-}
 
 struct TestGateway {
     gateway: Arc<Gateway>,
@@ -75,47 +64,15 @@ impl TestGateway {
     }
 
     async fn wait_route(&self, name: &str, what: &str, done: impl Fn(&Route) -> bool) {
-        for _ in 0..500 {
-            if done(&self.gateway.registry.route(name)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("agent {name} never became {what}");
+        common::wait_route(&self.gateway, name, what, done).await;
     }
 
     /// Connects a fake agent serving `router` and waits until it is registered.
     async fn agent(&self, name: &str, router: Router) -> FakeAgent {
         let url = format!("http://{}/tunnel", self.addr);
-        let ws = guard("connect", tunnel::connect(&url, TOKEN, name))
-            .await
-            .unwrap();
-        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            tunnel::serve_over(ws, router, async move {
-                let _ = shutdown_rx.await;
-            })
-            .await
-        });
-        self.wait_route(name, "connected", |route| {
-            matches!(route, Route::Connected(_))
-        })
-        .await;
-        FakeAgent {
-            task,
-            _shutdown: shutdown_tx,
-        }
-    }
-}
-
-struct FakeAgent {
-    task: JoinHandle<Result<(), TunnelError>>,
-    _shutdown: oneshot::Sender<()>,
-}
-
-impl FakeAgent {
-    fn kill(&self) {
-        self.task.abort();
+        let agent = FakeAgent::connect(&url, TOKEN, name, router).await.unwrap();
+        common::wait_connected(&self.gateway, name).await;
+        agent
     }
 }
 

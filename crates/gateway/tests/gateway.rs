@@ -1,8 +1,9 @@
 //! The gateway end to end, in process: its router served on 127.0.0.1 and
 //! fake agents dialing in with `tunnel::connect` + `tunnel::serve_over`.
 
-use core::future::Future;
-use core::time::Duration;
+mod common;
+
+use common::{guard, FakeAgent, PROM_TEXT};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -15,8 +16,6 @@ use axum::Router;
 use gateway::auth::sha256_hex;
 use gateway::{AgentAuth, Gateway, GatewayConfig, Route};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tunnel::TunnelError;
 
 const SHARED: &str = "shared-secret";
@@ -26,15 +25,6 @@ const CERT_TOKEN: &str = "pretend-cert";
 const CERT_NAME: &str = "cert-agent";
 /// Per-agent token of `cert-agent`, so the two credentials differ.
 const CERT_AGENT_TOKEN: &str = "cert-agent-own-token";
-const PROM_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// Only a guard against hangs: nothing here should take anywhere near it.
-const HANG_GUARD: Duration = Duration::from_secs(10);
-
-async fn guard<F: Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(HANG_GUARD, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung"))
-}
 
 struct TestGateway {
     gateway: Arc<Gateway>,
@@ -98,36 +88,21 @@ impl TestGateway {
 
     /// Waits (bounded) until the registry's route for `name` satisfies `done`.
     async fn wait_route(&self, name: &str, what: &str, done: impl Fn(&Route) -> bool) {
-        for _ in 0..500 {
-            if done(&self.gateway.registry.route(name)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("agent {name} never became {what}");
+        common::wait_route(&self.gateway, name, what, done).await;
     }
 
     async fn wait_connected(&self, name: &str) {
-        self.wait_route(name, "connected", |route| {
-            matches!(route, Route::Connected(_))
-        })
-        .await;
+        common::wait_connected(&self.gateway, name).await;
     }
 
     /// Connects a fake agent and waits until the gateway has registered it.
     async fn agent(&self, token: &str, name: &str, tag: &str) -> FakeAgent {
-        let agent = FakeAgent::connect(&self.tunnel_url(), token, name, tag)
+        let agent = FakeAgent::connect(&self.tunnel_url(), token, name, agent_router(name, tag))
             .await
             .unwrap();
         self.wait_connected(name).await;
         agent
     }
-}
-
-/// A fake agent serving its router over the tunnel on its own task.
-struct FakeAgent {
-    task: JoinHandle<Result<(), TunnelError>>,
-    _shutdown: oneshot::Sender<()>,
 }
 
 fn agent_router(name: &str, tag: &str) -> Router {
@@ -163,34 +138,6 @@ fn agent_router(name: &str, tag: &str) -> Router {
                 },
             ),
         )
-}
-
-impl FakeAgent {
-    async fn connect(
-        url: &str,
-        token: &str,
-        name: &str,
-        tag: &str,
-    ) -> Result<FakeAgent, TunnelError> {
-        let ws = guard("connect", tunnel::connect(url, token, name)).await?;
-        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let router = agent_router(name, tag);
-        let task = tokio::spawn(async move {
-            tunnel::serve_over(ws, router, async move {
-                let _ = shutdown_rx.await;
-            })
-            .await
-        });
-        Ok(FakeAgent {
-            task,
-            _shutdown: shutdown_tx,
-        })
-    }
-
-    /// Kills the agent abruptly (its task, and with it the WebSocket).
-    fn kill(&self) {
-        self.task.abort();
-    }
 }
 
 #[tokio::test]
@@ -287,16 +234,16 @@ async fn bad_credentials_and_names_are_refused_before_the_upgrade() {
     };
     let url = gw.tunnel_url();
     assert_eq!(
-        rejected(FakeAgent::connect(&url, "wrong", "node-1", "a").await),
+        rejected(FakeAgent::connect(&url, "wrong", "node-1", agent_router("node-1", "a")).await),
         401
     );
     // A name with its own token is reserved to it: the shared token is refused.
     assert_eq!(
-        rejected(FakeAgent::connect(&url, SHARED, CERT_NAME, "a").await),
+        rejected(FakeAgent::connect(&url, SHARED, CERT_NAME, agent_router(CERT_NAME, "a")).await),
         401
     );
     assert_eq!(
-        rejected(FakeAgent::connect(&url, SHARED, "bad/name", "a").await),
+        rejected(FakeAgent::connect(&url, SHARED, "bad/name", agent_router("bad/name", "a")).await),
         400
     );
     assert_eq!(gw.gateway.registry.counts().known, 0);
@@ -307,7 +254,13 @@ async fn another_credential_cannot_take_a_connected_name() {
     let gw = TestGateway::start().await;
     let _first = gw.agent(CERT_AGENT_TOKEN, CERT_NAME, "first").await;
     // Same name, valid but different credential (client certificate).
-    let second = FakeAgent::connect(&gw.tunnel_url(), CERT_TOKEN, CERT_NAME, "second").await;
+    let second = FakeAgent::connect(
+        &gw.tunnel_url(),
+        CERT_TOKEN,
+        CERT_NAME,
+        agent_router(CERT_NAME, "second"),
+    )
+    .await;
     match second {
         Err(TunnelError::Rejected { status }) => assert_eq!(status.as_u16(), 409),
         Err(other) => panic!("unexpected error {other}"),
@@ -322,11 +275,16 @@ async fn another_credential_cannot_take_a_connected_name() {
 async fn the_same_credential_reconnecting_replaces_its_tunnel() {
     let gw = TestGateway::start().await;
     let first = gw.agent(SHARED, "phoenix", "old").await;
-    let _second = FakeAgent::connect(&gw.tunnel_url(), SHARED, "phoenix", "new")
-        .await
-        .unwrap();
+    let _second = FakeAgent::connect(
+        &gw.tunnel_url(),
+        SHARED,
+        "phoenix",
+        agent_router("phoenix", "new"),
+    )
+    .await
+    .unwrap();
     // The old tunnel is closed by the gateway: its serve_over returns.
-    let _ = guard("old tunnel closing", first.task).await;
+    let _ = guard("old tunnel closing", first.finished()).await;
     gw.wait_connected("phoenix").await;
     let (status, body) = gw.get_text("/agents/phoenix/metrics").await;
     assert_eq!(status, StatusCode::OK);
@@ -402,9 +360,11 @@ async fn own_metrics_count() {
     );
 
     let _agent = gw.agent(SHARED, "counted", "a").await;
-    assert!(FakeAgent::connect(&gw.tunnel_url(), "wrong", "x", "a")
-        .await
-        .is_err());
+    assert!(
+        FakeAgent::connect(&gw.tunnel_url(), "wrong", "x", agent_router("x", "a"))
+            .await
+            .is_err()
+    );
     gw.get_text("/agents/counted/metrics").await;
     gw.get_text("/agents/counted/metrics").await;
     gw.get_text("/agents/missing/metrics").await;
