@@ -31,9 +31,21 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+/// The logging flags every long-running mode takes.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogArgs {
+    /// Only log messages of this level or above.
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    level: LogLevel,
+    /// How log lines are written.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    format: LogFormat,
+}
+
 /// Installs the global subscriber.
-pub(crate) fn init(level: LogLevel, format: LogFormat) {
-    let level = match level {
+pub(crate) fn init(args: &LogArgs) {
+    let format = args.format;
+    let level = match args.level {
         LogLevel::Debug => Level::DEBUG,
         LogLevel::Info => Level::INFO,
         LogLevel::Warn => Level::WARN,

@@ -11,7 +11,7 @@ use agent::service::Agent;
 use tokio::signal::unix::{signal, SignalKind};
 use web::{WebConfig, WebConfigHandle};
 
-use crate::logging::{self, LogFormat, LogLevel};
+use crate::logging::{self, LogArgs};
 
 /// Arguments of `promrelay agent`.
 #[derive(Debug, clap::Args)]
@@ -51,16 +51,13 @@ pub(crate) struct Args {
     /// A file source, `NAME=GLOB` (repeatable).
     #[arg(long = "source.file", value_name = "NAME=GLOB")]
     file: Vec<String>,
-    /// Only log messages of this level or above.
-    #[arg(long = "log.level", value_enum, default_value = "info")]
-    log_level: LogLevel,
-    /// How log lines are written.
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
-    log_format: LogFormat,
+    /// `--log.level` and `--log.format`.
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
-    logging::init(args.log_level, args.log_format);
+    logging::init(&args.log);
     super::serve_until_stopped("agent", serve(args))
 }
 

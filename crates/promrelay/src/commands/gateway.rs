@@ -10,7 +10,7 @@ use web::{WebConfig, WebConfigHandle};
 
 use super::agent::{listen_address, shutdown_signal};
 use super::token;
-use crate::logging::{self, LogFormat, LogLevel};
+use crate::logging::{self, LogArgs};
 
 /// Arguments of `promrelay gateway`.
 #[derive(Debug, clap::Args)]
@@ -34,16 +34,13 @@ pub(crate) struct Args {
     /// start creates) `<storage.path>/agent-token`.
     #[arg(long = "agents.token-file", value_name = "FILE")]
     agents_token_file: Option<PathBuf>,
-    /// Only log messages of this level or above.
-    #[arg(long = "log.level", value_enum, default_value = "info")]
-    log_level: LogLevel,
-    /// How log lines are written.
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
-    log_format: LogFormat,
+    /// `--log.level` and `--log.format`.
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
-    logging::init(args.log_level, args.log_format);
+    logging::init(&args.log);
     super::serve_until_stopped("gateway", serve(args))
 }
 
