@@ -177,3 +177,41 @@ fn prometheus_scrapes_an_egress_agent_through_the_gateway() {
     let _agent = egress_agent(&gateway, "edge-1", &token_file, &node);
     up_is(&prometheus, "edge", "1");
 }
+
+#[test]
+fn agents_reconnect_after_a_gateway_restart() {
+    let node = node_exporter();
+    let storage = TempDir::new("gateway-storage");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let start_gateway = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_promrelay"));
+        command
+            .arg("gateway")
+            .arg(format!("--web.listen-address={addr}"))
+            .arg(format!("--storage.path={}", storage.path().display()));
+        Daemon::start(command, addr, "/-/ready", TempDir::new("gateway"))
+    };
+    let mut first = start_gateway();
+    let token_file = storage.join("agent-token");
+    let _agent = egress_agent(&first, "edge-2", &token_file, &node);
+
+    first.kill();
+    drop(first);
+    // Same port, same storage (so the same token): the agent dials again
+    // on its own and is served as before.
+    let second = start_gateway();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = http_get(&second.url("/agents/edge-2/metrics"), &[]);
+        if page.status == 200 {
+            assert!(page.text().contains("node_load1{exporter=\"node\"}"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not come back: {}",
+            page.status
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
