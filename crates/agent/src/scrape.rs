@@ -325,16 +325,11 @@ fn extra_series(text: &mut String, outcomes: &[Outcome]) {
         for (source, series) in family.members {
             let _ = write!(text, "{name}{{source=\"{source}\"");
             for (label, value) in &series.labels {
-                let _ = write!(text, ",{label}=\"{}\"", escape(value));
+                let _ = write!(text, ",{label}=\"");
+                exposition::escape_label_value(value, text);
+                text.push('"');
             }
             let _ = writeln!(text, "}} {}", series.value);
         }
     }
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

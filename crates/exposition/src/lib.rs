@@ -35,6 +35,6 @@ pub use format::Format;
 pub use merge::{conflicts, merge, MergeReport, SourcePage, TypeConflict};
 pub use model::{Family, Label, Labels, MetricType, Page, Sample};
 pub use parse::{parse, ParseError, ParseErrorKind};
-pub use relabel::{LabelSet, LabelSetError};
+pub use relabel::{escape_label_value, LabelSet, LabelSetError};
 pub use validate::{validate_strict, Violation};
 pub use write::write_page;

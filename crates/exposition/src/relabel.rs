@@ -160,7 +160,7 @@ impl LabelSet {
 }
 
 /// Escapes a plain label value: `\`, `"` and newline.
-pub(crate) fn escape_label_value(value: &str, out: &mut String) {
+pub fn escape_label_value(value: &str, out: &mut String) {
     for c in value.chars() {
         match c {
             '\\' => out.push_str(r"\\"),
