@@ -197,16 +197,10 @@ impl IntoResponse for RequestError {
 
 /// When this scrape must be answered.
 pub(crate) fn deadline(headers: &HeaderMap, cap: Duration) -> Instant {
-    let asked = headers
-        .get("x-prometheus-scrape-timeout-seconds")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map_or(cap, |s| Duration::from_secs_f64(s.min(cap.as_secs_f64())));
+    let asked = web::requested_scrape_timeout(headers, cap).unwrap_or(cap);
     // Answer a little before Prometheus gives up, so a late source costs
     // its own series and not the whole page.
-    let margin = (asked / 10).min(Duration::from_millis(500));
-    Instant::now() + asked.saturating_sub(margin)
+    Instant::now() + web::work_budget(asked)
 }
 
 /// Checks the query parameters against the allowlists of `sources`.

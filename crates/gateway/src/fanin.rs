@@ -30,7 +30,7 @@
 //!
 //! The deadline is the `X-Prometheus-Scrape-Timeout-Seconds` header with
 //! path mode's default and cap, less a margin of 10 % (at most
-//! [`MAX_MARGIN`]) for merging and answering. Each agent is sent the time
+//! [`web::MAX_MARGIN`]) for merging and answering. Each agent is sent the time
 //! left as its own `X-Prometheus-Scrape-Timeout-Seconds`; an agent that has
 //! not delivered its whole page by the deadline costs only its own samples
 //! (`kind="timeout"`). At most
@@ -65,10 +65,6 @@ use crate::metrics::ScrapeOutcome;
 use crate::registry::Route;
 use crate::routes::{scrape_deadline, SCRAPE_TIMEOUT_HEADER};
 use crate::Gateway;
-
-/// The most time kept back from the scrape deadline for merging and
-/// answering (the margin is 10 % of the deadline, at most this).
-pub const MAX_MARGIN: Duration = Duration::from_millis(500);
 
 /// The label every agent's samples get, naming the agent.
 pub const AGENT_LABEL: &str = "agent";
@@ -142,12 +138,6 @@ impl FaninError {
     }
 }
 
-/// The time a fan-in request may spend scraping agents, given its scrape
-/// deadline: the deadline less 10 %, at most [`MAX_MARGIN`] less.
-pub fn budget(deadline: Duration) -> Duration {
-    deadline.saturating_sub((deadline / 10).min(MAX_MARGIN))
-}
-
 /// One agent's page as received: one chunk kept as is, or several copied
 /// into one buffer (the parser needs contiguous bytes).
 #[derive(Debug)]
@@ -186,7 +176,7 @@ pub(crate) async fn scrape_connected(
     State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
 ) -> Response {
-    let deadline = Instant::now() + budget(scrape_deadline(&headers, &gateway));
+    let deadline = Instant::now() + web::work_budget(scrape_deadline(&headers, &gateway));
     let to = headers
         .get(ACCEPT)
         .and_then(|value| value.to_str().ok())
@@ -534,13 +524,6 @@ impl core::fmt::Display for Escaped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn budget_keeps_a_margin() {
-        assert_eq!(budget(Duration::from_secs(1)), Duration::from_millis(900));
-        assert_eq!(budget(Duration::from_secs(10)), Duration::from_millis(9500));
-        assert_eq!(budget(Duration::ZERO), Duration::ZERO);
-    }
 
     #[test]
     fn own_series_parse_and_validate() {

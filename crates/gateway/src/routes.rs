@@ -65,7 +65,7 @@ use crate::registry::{RegisterError, Route};
 use crate::Gateway;
 
 /// The header Prometheus sets to the scrape timeout, in seconds.
-pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
+pub const SCRAPE_TIMEOUT_HEADER: &str = web::SCRAPE_TIMEOUT_HEADER;
 
 /// The content type of the gateway's own `/metrics`.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -250,19 +250,8 @@ async fn scrape_source(
 /// The deadline for the agent's response head.
 pub(crate) fn scrape_deadline(headers: &HeaderMap, gateway: &Gateway) -> Duration {
     let config = &gateway.config;
-    let Some(seconds) = headers
-        .get(SCRAPE_TIMEOUT_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
-    else {
-        return config.default_scrape_timeout.min(config.max_scrape_timeout);
-    };
-    if seconds >= config.max_scrape_timeout.as_secs_f64() {
-        config.max_scrape_timeout
-    } else {
-        Duration::from_secs_f64(seconds)
-    }
+    web::requested_scrape_timeout(headers, config.max_scrape_timeout)
+        .unwrap_or(config.default_scrape_timeout.min(config.max_scrape_timeout))
 }
 
 async fn forward(

@@ -88,12 +88,16 @@ mod auth;
 mod config;
 mod handle;
 mod identity;
+mod scrape_timeout;
 mod serve;
 mod tls;
 
 pub use config::{WebConfig, WebConfigError, INLINE_SOURCE};
 pub use handle::WebConfigHandle;
 pub use identity::PeerIdentity;
+pub use scrape_timeout::{
+    requested_scrape_timeout, work_budget, MAX_MARGIN, SCRAPE_TIMEOUT_HEADER,
+};
 pub use serve::{
     serve, serve_with, ServeLimits, AUTH_CHALLENGE, HEADER_READ_TIMEOUT, MAX_CONNECTIONS,
     SHUTDOWN_GRACE, TLS_HANDSHAKE_TIMEOUT,
