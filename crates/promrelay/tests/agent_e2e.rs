@@ -156,7 +156,9 @@ fn sighup_reloads_and_a_bad_file_changes_nothing() {
     )
     .unwrap();
     hup();
-    wait_until(|| page().contains("promrelay_agent_config_last_reload_successful 0"));
+    testkit::wait_for("the reload", Duration::from_secs(10), || {
+        page().contains("promrelay_agent_config_last_reload_successful 0")
+    });
     assert!(page().contains("first{exporter=\"a\"} 1"));
     assert!(
         agent.stderr().contains("unknown field `bogus`"),
@@ -170,7 +172,9 @@ fn sighup_reloads_and_a_bad_file_changes_nothing() {
     )
     .unwrap();
     hup();
-    wait_until(|| page().contains("second{exporter=\"a\"} 2"));
+    testkit::wait_for("the reload", Duration::from_secs(10), || {
+        page().contains("second{exporter=\"a\"} 2")
+    });
 }
 
 #[test]
@@ -196,17 +200,6 @@ fn a_bad_configuration_stops_the_agent_at_start_with_its_line() {
         stderr.contains("unknown field `colour`") && stderr.contains("line 5"),
         "{stderr}"
     );
-}
-
-fn wait_until(condition: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not reached in 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn base64(text: &str) -> String {

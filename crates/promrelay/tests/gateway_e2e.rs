@@ -132,18 +132,9 @@ fn prometheus_scrapes_an_egress_agent_through_the_gateway() {
     // The agent goes away: the gateway answers 503 at once, Prometheus
     // records the target as down.
     agent.kill();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = http_get(&gateway.url("/agents/edge-1/metrics"), &[]).status;
-        if status == 503 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still {status} after the agent died"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    testkit::wait_for("503 for the dead agent", Duration::from_secs(10), || {
+        http_get(&gateway.url("/agents/edge-1/metrics"), &[]).status == 503
+    });
     up_is(&prometheus, "edge", "0");
     has_result(
         &prometheus,
@@ -200,18 +191,11 @@ fn agents_reconnect_after_a_gateway_restart() {
     // Same port, same storage (so the same token): the agent dials again
     // on its own and is served as before.
     let second = start_gateway();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let page = http_get(&second.url("/agents/edge-2/metrics"), &[]);
-        if page.status == 200 {
-            assert!(page.text().contains("node_load1{exporter=\"node\"}"));
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the agent did not come back: {}",
-            page.status
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    testkit::wait_for(
+        "the agent back after the restart",
+        Duration::from_secs(30),
+        || http_get(&second.url("/agents/edge-2/metrics"), &[]).status == 200,
+    );
+    let page = http_get(&second.url("/agents/edge-2/metrics"), &[]);
+    assert!(page.text().contains("node_load1{exporter=\"node\"}"));
 }

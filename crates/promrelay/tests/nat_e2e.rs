@@ -145,20 +145,10 @@ fn an_agent_that_cannot_be_reached_is_scraped_through_the_gateway() {
     );
 
     // The agent's page arrives through the gateway once it has dialled out.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    testkit::wait_for("a page through the tunnel", Duration::from_secs(30), || {
         let page = http_get(&gateway.url("/agents/behind-nat/metrics"), &[]);
-        if page.status == 200 && page.text().contains("node_load1{exporter=\"node\"}") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no page through the tunnel: {} {}",
-            page.status,
-            page.text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        page.status == 200 && page.text().contains("node_load1{exporter=\"node\"}")
+    });
 
     // A direct connection to the same node_exporter does not get through.
     let direct: SocketAddr = format!("{NS_ADDR}:{node_port}").parse().unwrap();
