@@ -68,6 +68,9 @@ pub struct EgressConfig {
     pub backoff_max: Duration,
     /// How long one dial may take before it counts as failed.
     pub connect_timeout: Duration,
+    /// TLS (trusted CAs, a client certificate) and the HTTP proxy used to
+    /// dial; by default the web PKI roots and a direct connection.
+    pub connect: tunnel::ConnectOptions,
 }
 
 impl EgressConfig {
@@ -84,6 +87,7 @@ impl EgressConfig {
             backoff_min: DEFAULT_BACKOFF_MIN,
             backoff_max: DEFAULT_BACKOFF_MAX,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            connect: tunnel::ConnectOptions::default(),
         }
     }
 }
@@ -97,6 +101,7 @@ impl fmt::Debug for EgressConfig {
             .field("backoff_min", &self.backoff_min)
             .field("backoff_max", &self.backoff_max)
             .field("connect_timeout", &self.connect_timeout)
+            .field("connect", &self.connect)
             .finish()
     }
 }
@@ -229,7 +234,7 @@ impl Egress {
             }
             let dial = tokio::time::timeout(
                 config.connect_timeout,
-                tunnel::connect(gateway, &config.token, name),
+                tunnel::connect_with(gateway, &config.token, name, &config.connect),
             );
             let dialed = tokio::select! {
                 dialed = dial => dialed,

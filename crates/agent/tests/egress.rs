@@ -142,12 +142,10 @@ fn start_agent() -> Arc<Agent> {
 
 fn egress_config(url: String, token: &str) -> EgressConfig {
     EgressConfig {
-        gateway_url: url,
-        agent_name: AGENT.to_owned(),
-        token: token.to_owned(),
         backoff_min: Duration::from_millis(50),
         backoff_max: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(5),
+        ..EgressConfig::new(url, AGENT, token)
     }
 }
 

@@ -25,7 +25,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run next to the measured things and merge their metrics into one page.
-    Agent(commands::agent::Args),
+    // Boxed: the agent has many more flags than the other commands.
+    Agent(Box<commands::agent::Args>),
     /// Run where Prometheus can reach, and scrape agents through tunnels.
     Gateway(commands::gateway::Args),
     /// Check an exposition page, like `promtool check metrics`.
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Lint(args) => commands::lint::run(&args),
-        Command::Agent(args) => commands::agent::run(args),
+        Command::Agent(args) => commands::agent::run(*args),
         Command::Gateway(args) => commands::gateway::run(args),
     }
 }

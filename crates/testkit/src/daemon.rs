@@ -3,7 +3,7 @@
 use std::env;
 use std::fmt;
 use std::fs::{self, File};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -99,6 +99,13 @@ impl Daemon {
         headers: &[(&str, &str)],
         dir: TempDir,
     ) -> Daemon {
+        let mut daemon = Daemon::spawn(&mut command, addr, dir);
+        daemon.wait_ready(Some((ready_path, headers)));
+        daemon
+    }
+
+    /// Spawns `command` with its output redirected into `dir`.
+    fn spawn(command: &mut Command, addr: SocketAddr, dir: TempDir) -> Daemon {
         let name = Path::new(command.get_program()).file_name().map_or_else(
             || "program".to_owned(),
             |n| n.to_string_lossy().into_owned(),
@@ -115,21 +122,32 @@ impl Daemon {
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {name} ({command:?}): {e}"));
-        // From here on, a panic drops `daemon`, which kills the child.
-        let mut daemon = Daemon {
+        // From here on, a panic drops the daemon, which kills the child.
+        Daemon {
             name,
             child,
             addr,
             stdout_path,
             stderr_path,
             dir,
-        };
-        daemon.wait_ready(ready_path, headers);
+        }
+    }
+
+    /// Like [`Daemon::start`] for a program that is not an HTTP server (a
+    /// proxy, say): ready once `addr` accepts a TCP connection.
+    pub fn start_tcp(mut command: Command, addr: SocketAddr, dir: TempDir) -> Daemon {
+        let mut daemon = Daemon::spawn(&mut command, addr, dir);
+        daemon.wait_ready(None);
         daemon
     }
 
-    fn wait_ready(&mut self, ready_path: &str, headers: &[(&str, &str)]) {
-        let url = self.url(ready_path);
+    /// Waits for `GET ready_path` to answer 200, or with `None` for the
+    /// port to accept a connection.
+    fn wait_ready(&mut self, http: Option<(&str, &[(&str, &str)])>) {
+        let url = match http {
+            Some((path, _)) => self.url(path),
+            None => format!("tcp://{}", self.addr),
+        };
         let started = Instant::now();
         let mut pause = Duration::from_millis(10);
         loop {
@@ -140,11 +158,18 @@ impl Daemon {
                     self.stderr_tail()
                 );
             }
-            let last = match request_with_timeout("GET", &url, headers, &[], Duration::from_secs(2))
-            {
-                Ok(response) if response.status == 200 => return,
-                Ok(response) => format!("HTTP {}", response.status),
-                Err(e) => e.to_string(),
+            let last = match http {
+                Some((_, headers)) => {
+                    match request_with_timeout("GET", &url, headers, &[], Duration::from_secs(2)) {
+                        Ok(response) if response.status == 200 => return,
+                        Ok(response) => format!("HTTP {}", response.status),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                None => match TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)) {
+                    Ok(_) => return,
+                    Err(e) => e.to_string(),
+                },
             };
             if started.elapsed() >= READY_TIMEOUT {
                 panic!(

@@ -38,7 +38,7 @@ pub mod tls;
 
 pub use daemon::{find_program, free_port, wait_for, Daemon, READY_TIMEOUT};
 pub use http::{http_get, http_request, percent_encode, try_http_request, Response};
-pub use programs::{node_exporter, prometheus, pushgateway, Prometheus};
+pub use programs::{node_exporter, prometheus, pushgateway, tinyproxy, Prometheus};
 pub use promtool::{promtool_check_metrics, PromtoolOutcome};
 pub use python::{python_parse, PythonFamily, PythonParser, PythonSample, PythonSummary};
 pub use tempdir::TempDir;

@@ -44,6 +44,34 @@ pub fn pushgateway() -> Daemon {
     Daemon::start(command, addr, "/-/ready", TempDir::new("pushgateway"))
 }
 
+/// Starts `tinyproxy`, a real HTTP proxy that tunnels `CONNECT`, on a free
+/// local port, accepting clients from loopback only; ready once its port
+/// accepts connections. With `basic_auth` it requires those credentials
+/// (`Proxy-Authorization`). It logs every connection and request line to
+/// its stdout ([`Daemon::stdout`]), e.g. `CONNECT 127.0.0.1:9438 HTTP/1.1`.
+///
+/// # Panics
+///
+/// If the program is missing or does not become ready.
+pub fn tinyproxy(basic_auth: Option<(&str, &str)>) -> Daemon {
+    let addr = local_addr();
+    let dir = TempDir::new("tinyproxy");
+    let mut config = format!(
+        "Port {}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 60\nMaxClients 64\nLogLevel Connect\n",
+        addr.port()
+    );
+    if let Some((user, password)) = basic_auth {
+        config.push_str(&format!("BasicAuth {user} {password}\n"));
+    }
+    let config_path = dir.join("tinyproxy.conf");
+    fs::write(&config_path, config)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
+    let mut command = Command::new(find_program("tinyproxy"));
+    // -d: stay in the foreground and log to stdout.
+    command.arg("-d").arg("-c").arg(&config_path);
+    Daemon::start_tcp(command, addr, dir)
+}
+
 /// Starts `prometheus` with `config_yaml` as its configuration file, a fresh
 /// TSDB directory and a free local port, ready once `/-/ready` answers.
 ///

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use crate::proxy::ProxyConfig;
 use crate::{
     ws_config, TunnelError, WsIo, AGENT_HEADER, INITIAL_CONNECTION_WINDOW, INITIAL_STREAM_WINDOW,
     KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, SUBPROTOCOL,
@@ -25,6 +26,7 @@ pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
     tls: Option<Arc<rustls::ClientConfig>>,
+    proxy: ProxyConfig,
 }
 
 impl ConnectOptions {
@@ -34,6 +36,14 @@ impl ConnectOptions {
     /// client certificate.
     pub fn with_tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
+        self
+    }
+
+    /// Dials through this HTTP proxy (`CONNECT`) unless the gateway is in
+    /// its no-proxy list; see [`ProxyConfig::from_env`]. The default is a
+    /// direct connection.
+    pub fn with_proxy(mut self, proxy: ProxyConfig) -> Self {
+        self.proxy = proxy;
         self
     }
 }
@@ -63,13 +73,18 @@ pub async fn connect_with(
 ) -> Result<WsStream, TunnelError> {
     let uri = websocket_uri(url)?;
     let tls = uri.scheme_str() == Some("wss");
+    let host = uri.host().unwrap_or_default().to_owned();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let mut request = uri.into_client_request()?;
     let headers = request.headers_mut();
-    headers.insert(
-        AUTHORIZATION,
-        HeaderValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| TunnelError::InvalidHeader("authorization"))?,
-    );
+    // An agent proving its name with a client certificate has no token.
+    if !token.is_empty() {
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| TunnelError::InvalidHeader("authorization"))?,
+        );
+    }
     headers.insert(
         AGENT_HEADER,
         HeaderValue::try_from(name).map_err(|_| TunnelError::InvalidHeader(AGENT_HEADER))?,
@@ -82,19 +97,33 @@ pub async fn connect_with(
     let connector = if tls {
         let config = match &options.tls {
             Some(config) => Arc::clone(config),
-            None => default_tls_config()?,
+            None => crate::client_tls_config(None, None)?,
         };
         Connector::Rustls(config)
     } else {
         Connector::Plain
     };
-    let (ws, _response) = tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        Some(ws_config()),
-        true,
-        Some(connector),
-    )
-    .await?;
+    let (ws, _response) = match options.proxy.dial(&host, port, tls).await? {
+        Some(stream) => {
+            stream.set_nodelay(true).ok();
+            tokio_tungstenite::client_async_tls_with_config(
+                request,
+                stream,
+                Some(ws_config()),
+                Some(connector),
+            )
+            .await?
+        }
+        None => {
+            tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(ws_config()),
+                true,
+                Some(connector),
+            )
+            .await?
+        }
+    };
     Ok(ws)
 }
 
@@ -121,19 +150,6 @@ fn websocket_uri(url: &str) -> Result<Uri, TunnelError> {
         .path_and_query(path)
         .build()
         .map_err(|_| invalid("not a URI"))
-}
-
-fn default_tls_config() -> Result<Arc<rustls::ClientConfig>, TunnelError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TunnelError::Tls)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// Serves `router` over the tunnel as an HTTP/2 server until the tunnel

@@ -16,6 +16,22 @@ pub enum TunnelError {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// A proxy URL (`HTTPS_PROXY`, `HTTP_PROXY`) cannot be used.
+    #[error("invalid proxy URL {url:?}: {reason}")]
+    InvalidProxy {
+        /// The URL without its credentials.
+        url: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The proxy could not be reached or refused the `CONNECT`.
+    #[error("proxy {proxy}: {reason}")]
+    ProxyFailed {
+        /// The proxy's `host:port`.
+        proxy: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A value for a request header (token or agent name) is not a valid
     /// header value.
     #[error("invalid value for header {0}")]
@@ -33,6 +49,14 @@ pub enum TunnelError {
     /// The TLS client configuration could not be built.
     #[error("tls: {0}")]
     Tls(#[source] rustls::Error),
+    /// A TLS file (CA, client certificate or key) cannot be used.
+    #[error("tls file {path}: {reason}")]
+    TlsFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The request reaching the gateway is not a WebSocket upgrade for this
     /// tunnel protocol.
     #[error("not a tunnel upgrade request: {0}")]

@@ -45,8 +45,8 @@
 //! - Per stream, the receiver allows [`INITIAL_STREAM_WINDOW`] bytes in
 //!   flight, per connection [`INITIAL_CONNECTION_WINDOW`].
 //! - The agent's upgrade request is HTTP/1.1 only (no RFC 8441 WebSocket
-//!   over HTTP/2), and it connects directly: dialing through an HTTP
-//!   `CONNECT` proxy is not supported yet.
+//!   over HTTP/2). It may dial through an HTTP proxy with `CONNECT`
+//!   ([`ProxyConfig`], from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`).
 //! - The tunnel carries no authentication of its own beyond what the
 //!   gateway checks on the upgrade request; use `wss://` for secrecy.
 //! - A tunnel is not reconnected here: when [`serve_over`] returns, the
@@ -57,6 +57,8 @@ mod agent;
 mod error;
 mod gateway;
 mod io;
+mod proxy;
+mod tls;
 
 use core::time::Duration;
 
@@ -66,6 +68,8 @@ pub use agent::{connect, connect_with, serve_over, ConnectOptions, WsStream};
 pub use error::TunnelError;
 pub use gateway::{PendingTunnel, TunnelClient, TunnelConnection, TunnelUpgrade};
 pub use io::{WsIo, MAX_WRITE_CHUNK};
+pub use proxy::ProxyConfig;
+pub use tls::client_tls_config;
 pub use tokio_tungstenite::WebSocketStream;
 
 /// The WebSocket subprotocol the agent offers and the gateway requires:

@@ -1,7 +1,7 @@
 //! `promrelay agent`: serve the merged page of the configured sources.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -26,12 +26,34 @@ pub(crate) struct Args {
     listen_address: Option<String>,
     /// The gateway to connect out to (egress mode), e.g.
     /// `https://gateway.example:9438`.
-    #[arg(long = "gateway.url", value_name = "URL", requires_all = ["agent_name", "agent_token_file"])]
+    /// Proxies: `HTTPS_PROXY` (or `HTTP_PROXY` for `http://`) and
+    /// `NO_PROXY` from the environment are honoured.
+    #[arg(long = "gateway.url", value_name = "URL", requires = "agent_name")]
     gateway_url: Option<String>,
+    /// PEM certificates to trust for the gateway's TLS certificate, instead
+    /// of the public web roots.
+    #[arg(long = "gateway.ca-file", value_name = "FILE")]
+    gateway_ca_file: Option<PathBuf>,
+    /// A PEM client certificate to present to the gateway; its common name
+    /// is the agent's name there (then no token is needed).
+    #[arg(
+        long = "gateway.cert-file",
+        value_name = "FILE",
+        requires = "gateway_key_file"
+    )]
+    gateway_cert_file: Option<PathBuf>,
+    /// The PEM private key of `--gateway.cert-file`.
+    #[arg(
+        long = "gateway.key-file",
+        value_name = "FILE",
+        requires = "gateway_cert_file"
+    )]
+    gateway_key_file: Option<PathBuf>,
     /// The name this agent has at the gateway.
     #[arg(long = "agent.name", value_name = "NAME")]
     agent_name: Option<String>,
-    /// The file holding the token that proves the agent's name.
+    /// The file holding the token that proves the agent's name (needed
+    /// unless a client certificate proves it).
     #[arg(long = "agent.token-file", value_name = "FILE")]
     agent_token_file: Option<PathBuf>,
     /// A local port the gateway may have this agent scrape on 127.0.0.1
@@ -142,9 +164,30 @@ const DEFAULT_LISTEN: &str = ":9437";
 
 fn egress(url: &str, args: &Args) -> Result<Egress, String> {
     let name = args.agent_name.clone().unwrap_or_default();
-    let token_file = args.agent_token_file.as_deref().unwrap_or(Path::new(""));
-    let token = super::token::read(token_file)?;
-    Egress::new(EgressConfig::new(url, name, token)).map_err(|e| format!("--gateway.url: {e}"))
+    let identity = args
+        .gateway_cert_file
+        .as_deref()
+        .zip(args.gateway_key_file.as_deref());
+    let token = match (&args.agent_token_file, identity) {
+        (Some(file), _) => super::token::read(file)?,
+        (None, Some(_)) => String::new(),
+        (None, None) => {
+            return Err(
+                "--gateway.url needs --agent.token-file or --gateway.cert-file to prove the agent's name"
+                    .to_owned(),
+            )
+        }
+    };
+    let mut connect = tunnel::ConnectOptions::default()
+        .with_proxy(tunnel::ProxyConfig::from_env().map_err(|e| e.to_string())?);
+    if args.gateway_ca_file.is_some() || identity.is_some() {
+        let tls = tunnel::client_tls_config(args.gateway_ca_file.as_deref(), identity)
+            .map_err(|e| e.to_string())?;
+        connect = connect.with_tls_config(tls);
+    }
+    let mut config = EgressConfig::new(url, name, token);
+    config.connect = connect;
+    Egress::new(config).map_err(|e| format!("--gateway.url: {e}"))
 }
 
 /// `:PORT` listens on every interface, as Go programs do.
