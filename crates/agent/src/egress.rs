@@ -22,6 +22,11 @@
 //! `Arc`, for the agent's own metrics. The token is never logged nor
 //! printed by `Debug`.
 //!
+//! With [`GatewayProtocol::Pushprox`] the agent speaks the PushProx client
+//! protocol instead of dialing a tunnel (see [`crate::pushprox`]): it polls
+//! the gateway (or an unmodified PushProx proxy) for scrapes and pushes
+//! their answers, with the same backoff, status and shutdown behaviour.
+//!
 //! All waiting goes through tokio's clock ([`tokio::time`]).
 
 use core::fmt;
@@ -35,6 +40,7 @@ use tokio::sync::watch;
 use tunnel::TunnelError;
 
 use crate::backoff::{BackoffError, ExponentialBackoff};
+use crate::pushprox::{PushproxClient, DEFAULT_WEB_PORT};
 use crate::service::Agent;
 
 /// The fraction of each backoff delay that jitter may take off.
@@ -50,17 +56,40 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The gateway's tunnel endpoint, used when the gateway URL has no path.
 pub const TUNNEL_PATH: &str = "/tunnel";
 
+/// How the agent talks to its gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GatewayProtocol {
+    /// promrelay's own tunnel: one outbound WebSocket carrying HTTP/2.
+    #[default]
+    Tunnel,
+    /// The PushProx client protocol (`/poll`, `/push`), understood by a
+    /// promrelay gateway and by an unmodified PushProx proxy.
+    Pushprox,
+}
+
+impl fmt::Display for GatewayProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GatewayProtocol::Tunnel => "tunnel",
+            GatewayProtocol::Pushprox => "pushprox",
+        })
+    }
+}
+
 /// Where and how the agent dials its gateway.
 #[derive(Clone)]
 pub struct EgressConfig {
     /// The gateway: `http://`, `https://`, `ws://` or `wss://`, for
     /// example `https://gateway:9438`. Without a path the tunnel endpoint
     /// [`TUNNEL_PATH`] is used, so the URL people know the gateway by works.
+    /// With [`GatewayProtocol::Pushprox`], the proxy's base URL (`http://`
+    /// or `https://`): `/poll` and `/push` are appended to it.
     pub gateway_url: String,
     /// The name the agent announces (`X-Promrelay-Agent`).
     pub agent_name: String,
     /// The bearer token the gateway checks. Never logged, nor printed by
-    /// `Debug`.
+    /// `Debug`. It may be empty only when [`connect`](Self::connect) has
+    /// a TLS configuration (whose client certificate proves the name).
     pub token: String,
     /// The first delay before dialing again after a failure.
     pub backoff_min: Duration,
@@ -71,6 +100,12 @@ pub struct EgressConfig {
     /// TLS (trusted CAs, a client certificate) and the HTTP proxy used to
     /// dial; by default the web PKI roots and a direct connection.
     pub connect: tunnel::ConnectOptions,
+    /// The protocol spoken with the gateway.
+    pub protocol: GatewayProtocol,
+    /// The port by which scrapes reach the agent's own pages rather than
+    /// an allowlisted local port (its `--web.listen-address` port); used
+    /// by [`GatewayProtocol::Pushprox`], where scrapes name a port.
+    pub web_port: u16,
 }
 
 impl EgressConfig {
@@ -88,6 +123,8 @@ impl EgressConfig {
             backoff_max: DEFAULT_BACKOFF_MAX,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             connect: tunnel::ConnectOptions::default(),
+            protocol: GatewayProtocol::Tunnel,
+            web_port: DEFAULT_WEB_PORT,
         }
     }
 }
@@ -102,6 +139,8 @@ impl fmt::Debug for EgressConfig {
             .field("backoff_max", &self.backoff_max)
             .field("connect_timeout", &self.connect_timeout)
             .field("connect", &self.connect)
+            .field("protocol", &self.protocol)
+            .field("web_port", &self.web_port)
             .finish()
     }
 }
@@ -125,11 +164,14 @@ pub enum EgressError {
     #[error("the agent name {0:?} is not a valid header value")]
     InvalidAgentName(String),
     /// The token cannot be sent as a header value (it is not shown).
-    #[error("the egress token is empty or not a valid header value")]
+    #[error("the egress token is empty (and no TLS client configuration is given) or not a valid header value")]
     InvalidToken,
     /// The connect timeout is zero.
     #[error("the egress connect timeout must be greater than zero")]
     ZeroConnectTimeout,
+    /// The HTTP client for the PushProx protocol cannot be built.
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
 }
 
 /// The state of the tunnel, for the agent's metrics
@@ -164,6 +206,29 @@ impl EgressStatus {
     pub fn disconnects(&self) -> u64 {
         self.disconnects.load(Ordering::Relaxed)
     }
+
+    /// The gateway answered (PushProx: a poll was answered); says whether
+    /// the agent was not connected before.
+    pub(crate) fn record_contact(&self) -> bool {
+        let newly = !self.connected.swap(true, Ordering::Relaxed);
+        if newly {
+            self.connects.fetch_add(1, Ordering::Relaxed);
+        }
+        newly
+    }
+
+    /// Reaching the gateway failed (PushProx: a poll failed).
+    pub(crate) fn record_failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.record_stop();
+    }
+
+    /// The agent stopped talking to the gateway.
+    pub(crate) fn record_stop(&self) {
+        if self.connected.swap(false, Ordering::Relaxed) {
+            self.disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The egress loop, validated and ready to [`run`](Self::run).
@@ -172,6 +237,8 @@ pub struct Egress {
     config: EgressConfig,
     backoff: ExponentialBackoff,
     status: Arc<EgressStatus>,
+    /// The PushProx client, with [`GatewayProtocol::Pushprox`].
+    pushprox: Option<Arc<PushproxClient>>,
 }
 
 impl Egress {
@@ -183,12 +250,24 @@ impl Egress {
         if config.connect_timeout.is_zero() {
             return Err(EgressError::ZeroConnectTimeout);
         }
+        if config.protocol == GatewayProtocol::Pushprox {
+            // No token is fine here: an unmodified PushProx proxy checks
+            // none.
+            let pushprox = PushproxClient::new(&config)?;
+            return Ok(Egress {
+                config,
+                backoff,
+                status: Arc::new(EgressStatus::default()),
+                pushprox: Some(Arc::new(pushprox)),
+            });
+        }
         let mut config = config;
         config.gateway_url = tunnel_url(&config.gateway_url)?;
         if config.agent_name.is_empty() || HeaderValue::try_from(&config.agent_name).is_err() {
             return Err(EgressError::InvalidAgentName(config.agent_name));
         }
-        if config.token.is_empty()
+        let has_certificate = config.connect.has_tls_config();
+        if (config.token.is_empty() && !has_certificate)
             || HeaderValue::try_from(format!("Bearer {}", config.token)).is_err()
         {
             return Err(EgressError::InvalidToken);
@@ -197,6 +276,7 @@ impl Egress {
             config,
             backoff,
             status: Arc::new(EgressStatus::default()),
+            pushprox: None,
         })
     }
 
@@ -225,6 +305,12 @@ impl Egress {
 
     /// The loop; ends once `stop` turns true.
     async fn run_until(&mut self, agent: &Arc<Agent>, stop: watch::Receiver<bool>) {
+        if let Some(pushprox) = &self.pushprox {
+            pushprox
+                .run_until(agent, &mut self.backoff, &self.status, stop)
+                .await;
+            return;
+        }
         let config = &self.config;
         let gateway = config.gateway_url.as_str();
         let name = config.agent_name.as_str();
@@ -305,7 +391,7 @@ pub async fn run_egress(
 }
 
 /// Resolves once `stop` is true (or its sender is gone).
-async fn stopped(mut stop: watch::Receiver<bool>) {
+pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 

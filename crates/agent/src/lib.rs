@@ -16,12 +16,15 @@
 //! - [`backoff`]: exponential backoff with jitter.
 //! - [`ports`]: `proxy_url` mode: allowlisted local ports, over the tunnel
 //!   only.
+//! - [`pushprox`]: egress with the PushProx client protocol, for PushProx
+//!   proxies and the gateway's `/poll` and `/push`.
 
 pub mod backoff;
 pub mod config;
-pub mod duration;
+pub use settings::duration;
 pub mod egress;
 pub mod ports;
+pub mod pushprox;
 pub mod runtime;
 pub mod scrape;
 pub mod service;

@@ -114,7 +114,7 @@ pub(crate) async fn scrape_port(
 
 /// Takes PushProx's `_scheme` parameter out of the query: the scheme to
 /// use and the rest of the query, unchanged.
-fn split_scheme(query: &str) -> (&'static str, String) {
+pub(crate) fn split_scheme(query: &str) -> (&'static str, String) {
     let mut scheme = "http";
     let rest: Vec<&str> = query
         .split('&')

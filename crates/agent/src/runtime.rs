@@ -69,9 +69,12 @@ impl Runtime {
                 _ => None,
             })
             .collect();
+        // No decompression: a page the exporter gzipped (because the
+        // scraper accepts gzip) crosses the tunnel as it is, compressed.
         let port_client = reqwest::Client::builder()
             .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
+            .no_gzip()
             .build()
             .map_err(|e| ConfigError::Invalid {
                 at: "allowed_ports".into(),

@@ -490,6 +490,30 @@ async fn the_tunnel_reaches_only_allowlisted_local_ports() {
     let (status, page) = tunnel(format!("/ports/{port}/metrics")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("# TYPE node_load1 gauge"), "{page}");
+    // The exporter's gzip passes through as it is: the page crosses the
+    // tunnel compressed.
+    let request = Request::builder()
+        .uri(format!("/ports/{port}/metrics"))
+        .header(SCRAPE.0, SCRAPE.1)
+        .header("accept-encoding", "gzip")
+        .body(Body::empty())
+        .unwrap();
+    let response = agent.tunnel_router().oneshot(request).await.unwrap();
+    assert_eq!(response.headers().get("content-encoding").unwrap(), "gzip");
+    let zipped = response.into_body().collect().await.unwrap().to_bytes();
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&zipped[..]),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert!(unzipped.contains("# TYPE node_load1 gauge"));
+    assert!(
+        zipped.len() * 3 < unzipped.len(),
+        "{} vs {}",
+        zipped.len(),
+        unzipped.len()
+    );
     // PushProx's _scheme=https is taken out and switches to https, which
     // node_exporter does not speak here.
     let (status, _) = tunnel(format!("/ports/{port}/metrics?_scheme=https")).await;

@@ -28,6 +28,9 @@
 use core::fmt;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use http::StatusCode;
 use sha2::{Digest, Sha256};
@@ -300,6 +303,21 @@ impl AgentAuth {
         self
     }
 
+    /// Whether a shared token is configured.
+    pub fn has_shared_token(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// How many agents have their own token.
+    pub fn agent_tokens(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Whether client certificates are accepted.
+    pub fn accepts_client_certificates(&self) -> bool {
+        self.client_certificates
+    }
+
     /// Checks that the agent may use `name`, given the bearer token and the
     /// verified client certificate of its upgrade request, and says which
     /// credential it used.
@@ -331,6 +349,39 @@ impl AgentAuth {
             Some(expected) if digest_eq(&sha256(token), expected) => Ok(CredentialId::shared()),
             _ => Err(AuthError::InvalidCredentials),
         }
+    }
+}
+
+/// The agents' credentials in use: an [`AgentAuth`] replaced whole when
+/// the configuration is reloaded, so a check sees either the old rules or
+/// the new ones, never a mix.
+#[derive(Debug)]
+pub struct AuthHandle(ArcSwap<AgentAuth>);
+
+impl AuthHandle {
+    /// Starts with `auth`.
+    pub fn new(auth: AgentAuth) -> AuthHandle {
+        AuthHandle(ArcSwap::from_pointee(auth))
+    }
+
+    /// [`AgentAuth::verify`] with the rules in use now.
+    pub fn verify(
+        &self,
+        name: &str,
+        bearer: Option<&str>,
+        peer: Option<&web::PeerIdentity>,
+    ) -> Result<CredentialId, AuthError> {
+        self.0.load().verify(name, bearer, peer)
+    }
+
+    /// The rules in use now.
+    pub fn current(&self) -> Arc<AgentAuth> {
+        self.0.load_full()
+    }
+
+    /// Uses `auth` from now on. Tunnels already established stay.
+    pub fn replace(&self, auth: AgentAuth) {
+        self.0.store(Arc::new(auth));
     }
 }
 

@@ -24,7 +24,10 @@
 //!
 //! The answer is in the format negotiated from the scraper's `Accept`
 //! header (text 0.0.4 unless OpenMetrics is preferred); agents are asked
-//! for the same format. Responses are not compressed.
+//! for the same format. Agents are asked for gzip (unless
+//! `fanin.compression` is off), so pages cross the tunnels compressed, as
+//! they do in path and `proxy_url` mode; the answer to the scraper is not
+//! compressed.
 //!
 //! # Deadline and limits
 //!
@@ -49,7 +52,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{
-    HeaderMap, HeaderValue, ACCEPT, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+    HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
 };
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -89,9 +92,12 @@ pub enum FaninError {
     /// The agent answered with a status other than 200.
     #[error("the agent answered with HTTP status {0}")]
     Status(StatusCode),
-    /// The page is compressed although no compression was asked for.
+    /// The page is compressed in a way that was not asked for.
     #[error("unsupported content encoding {0:?}")]
     Encoding(String),
+    /// The gzipped page cannot be decompressed.
+    #[error("cannot decompress the gzipped page: {0}")]
+    Gzip(#[source] std::io::Error),
     /// The page cannot be parsed.
     #[error("unparsable page: {0}")]
     Parse(#[source] ParseError),
@@ -121,7 +127,10 @@ impl FaninError {
             FaninError::Timeout => "timeout",
             FaninError::Disconnected => "disconnected",
             FaninError::Status(_) => "status",
-            FaninError::Encoding(_) | FaninError::Parse(_) | FaninError::Label(_) => "parse",
+            FaninError::Encoding(_)
+            | FaninError::Gzip(_)
+            | FaninError::Parse(_)
+            | FaninError::Label(_) => "parse",
             FaninError::Tunnel(_) | FaninError::Body(_) => "tunnel",
             FaninError::TooLarge { .. } => "too_large",
         }
@@ -220,6 +229,7 @@ async fn scrape_all(gateway: &Gateway, to: Format, deadline: Instant) -> Vec<Age
 
     let semaphore = Arc::new(Semaphore::new(gateway.config.fanin_concurrency.max(1)));
     let max_body = gateway.config.fanin_max_body;
+    let gzip = gateway.config.fanin_compression;
     let mut tasks = JoinSet::new();
     let mut scrapes = Vec::with_capacity(agents.len());
     for (index, agent) in agents.into_iter().enumerate() {
@@ -244,7 +254,7 @@ async fn scrape_all(gateway: &Gateway, to: Format, deadline: Instant) -> Vec<Age
                 };
                 let started = Instant::now();
                 let result =
-                    tokio::time::timeout_at(deadline, fetch(&client, to, deadline, max_body))
+                    tokio::time::timeout_at(deadline, fetch(&client, to, deadline, max_body, gzip))
                         .await
                         .unwrap_or(Err(FaninError::Timeout));
                 (index, Some(started.elapsed()), result)
@@ -266,14 +276,18 @@ async fn scrape_all(gateway: &Gateway, to: Format, deadline: Instant) -> Vec<Age
 }
 
 /// The scrape request sent to an agent.
-fn agent_request(to: Format, left: Duration) -> Result<Request<Body>, FaninError> {
+fn agent_request(to: Format, left: Duration, gzip: bool) -> Result<Request<Body>, FaninError> {
     let accept = match to {
         Format::Text => ACCEPT_TEXT,
         Format::OpenMetrics => ACCEPT_OPENMETRICS,
     };
-    Request::get("/metrics")
+    let mut request = Request::get("/metrics")
         .header(ACCEPT, accept)
-        .header(SCRAPE_TIMEOUT_HEADER, format!("{:.3}", left.as_secs_f64()))
+        .header(SCRAPE_TIMEOUT_HEADER, format!("{:.3}", left.as_secs_f64()));
+    if gzip {
+        request = request.header(ACCEPT_ENCODING, "gzip");
+    }
+    request
         .body(Body::empty())
         .map_err(|_| FaninError::Tunnel(TunnelError::InvalidRequest("bad fan-in request")))
 }
@@ -284,13 +298,14 @@ async fn fetch(
     to: Format,
     deadline: Instant,
     max_body: usize,
+    gzip: bool,
 ) -> Result<PageBody, FaninError> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left < Duration::from_millis(1) {
         return Err(FaninError::Timeout);
     }
     let response = client
-        .request(agent_request(to, left)?)
+        .request(agent_request(to, left, gzip)?)
         .await
         .map_err(|error| match error {
             TunnelError::Closed => FaninError::Disconnected,
@@ -300,10 +315,14 @@ async fn fetch(
         return Err(FaninError::Status(response.status()));
     }
     let headers = response.headers();
+    let mut gzipped = false;
     if let Some(encoding) = headers.get(CONTENT_ENCODING) {
-        if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
+        let encoding = encoding.as_bytes();
+        if gzip && encoding.eq_ignore_ascii_case(b"gzip") {
+            gzipped = true;
+        } else if !encoding.eq_ignore_ascii_case(b"identity") {
             return Err(FaninError::Encoding(
-                String::from_utf8_lossy(encoding.as_bytes()).into_owned(),
+                String::from_utf8_lossy(encoding).into_owned(),
             ));
         }
     }
@@ -345,10 +364,40 @@ async fn fetch(
             }
         });
     }
-    Ok(PageBody {
-        format,
-        data: data.unwrap_or(BodyData::One(Bytes::new())),
-    })
+    let data = data.unwrap_or(BodyData::One(Bytes::new()));
+    let data = if gzipped {
+        gunzip(data, max_body).await?
+    } else {
+        data
+    };
+    Ok(PageBody { format, data })
+}
+
+/// Compressed pages above this size are decompressed on a blocking thread
+/// so that one large page does not hold up the runtime.
+const INLINE_GUNZIP_LIMIT: usize = 256 * 1024;
+
+/// Decompresses a gzipped page, refusing one that grows past `max_body`
+/// (a small body can expand enormously).
+async fn gunzip(data: BodyData, max_body: usize) -> Result<BodyData, FaninError> {
+    fn inflate(compressed: &[u8], max_body: usize) -> Result<BodyData, FaninError> {
+        use std::io::Read as _;
+        let mut page = Vec::with_capacity(compressed.len().saturating_mul(4).min(max_body));
+        flate2::read::MultiGzDecoder::new(compressed)
+            .take(max_body as u64 + 1)
+            .read_to_end(&mut page)
+            .map_err(FaninError::Gzip)?;
+        if page.len() > max_body {
+            return Err(FaninError::TooLarge { limit: max_body });
+        }
+        Ok(BodyData::Many(page))
+    }
+    if data.bytes().len() <= INLINE_GUNZIP_LIMIT {
+        return inflate(data.bytes(), max_body);
+    }
+    tokio::task::spawn_blocking(move || inflate(data.bytes(), max_body))
+        .await
+        .unwrap_or_else(|error| Err(FaninError::Gzip(std::io::Error::other(error))))
 }
 
 /// Parses the agents' pages, merges them with the gateway's per-agent

@@ -11,20 +11,29 @@
 //! - [`fanin`]: `GET /metrics/connected`, every connected agent's page
 //!   merged into one.
 //! - [`metrics`]: the gateway's own counters.
+//! - [`config`]: the configuration file, and what a reload may change.
+//! - `status`: the status page for people at `/`.
+//! - [`pushprox`]: PushProx wire compatibility (`/poll`, `/push`), so
+//!   unmodified PushProx clients are scraped like tunnel agents.
 //!
 //! The binary wires [`router`] to a listener (with upgrades enabled, as
 //! `axum::serve` and `web::serve` do).
 
 use core::time::Duration;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub mod auth;
+pub mod config;
 pub mod fanin;
 pub mod metrics;
+pub mod pushprox;
 pub mod registry;
 pub mod routes;
+mod status;
 
-pub use auth::{AgentAuth, AuthConfigError, AuthError, CredentialId, NameError};
+pub use auth::{AgentAuth, AuthConfigError, AuthError, AuthHandle, CredentialId, NameError};
+pub use config::{ConfigError, GatewayFile};
 pub use fanin::FaninError;
 pub use metrics::{GatewayMetrics, ScrapeOutcome};
 pub use registry::{
@@ -52,6 +61,9 @@ pub struct GatewayConfig {
     /// The largest page body accepted from one agent in a fan-in request
     /// (64 MiB); a larger page costs that agent's samples.
     pub fanin_max_body: usize,
+    /// Whether fan-in asks agents for gzipped pages (on): less traffic on
+    /// the tunnels for some CPU on both ends.
+    pub fanin_compression: bool,
 }
 
 impl Default for GatewayConfig {
@@ -63,6 +75,7 @@ impl Default for GatewayConfig {
             max_agents: 100_000,
             fanin_concurrency: 64,
             fanin_max_body: 64 * 1024 * 1024,
+            fanin_compression: true,
         }
     }
 }
@@ -73,15 +86,111 @@ impl Default for GatewayConfig {
 pub struct Gateway {
     /// The registry of agents.
     pub registry: Arc<dyn Registry>,
-    /// The agents' credentials.
-    pub auth: AgentAuth,
+    /// The agents' credentials, replaced on reload.
+    pub auth: AuthHandle,
     /// The gateway's own counters.
     pub metrics: GatewayMetrics,
     /// The configuration.
     pub config: GatewayConfig,
+    /// The files read at start and again on reload.
+    sources: ConfigSources,
+    /// Configuration outside the gateway's own reloaded with it.
+    companion: Option<ReloadCompanion>,
+    /// The PushProx clients: held polls and scrapes waiting for a push.
+    pub pushprox: pushprox::Coordinator,
+}
+
+/// A configuration reloaded together with the gateway's own (the web
+/// configuration, say): the function reads and validates it and returns
+/// how to apply it, which is called only once the gateway's own
+/// configuration is valid too, so either both change or neither does.
+pub type ReloadCompanionFn =
+    dyn Fn() -> Result<Box<dyn FnOnce() + Send>, String> + Send + Sync + 'static;
+
+struct ReloadCompanion(Box<ReloadCompanionFn>);
+
+impl core::fmt::Debug for ReloadCompanion {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("ReloadCompanion")
+    }
+}
+
+/// The files the gateway's configuration is read from, at start and again
+/// on every reload (`SIGHUP`, `POST /-/reload`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigSources {
+    /// The YAML configuration file ([`GatewayFile`]); without it, the
+    /// embedded defaults.
+    pub config_file: Option<PathBuf>,
+    /// The file holding the token every agent without its own may use.
+    pub shared_token_file: Option<PathBuf>,
+}
+
+impl ConfigSources {
+    /// Reads both files: the whole configuration, or the first error.
+    pub fn read(&self) -> Result<(GatewayFile, AgentAuth), ConfigError> {
+        let file = match &self.config_file {
+            Some(path) => GatewayFile::load(path)?,
+            None => GatewayFile::default(),
+        };
+        let mut auth = file.agent_auth(None)?;
+        if let Some(path) = self
+            .shared_token_file
+            .as_ref()
+            .filter(|_| file.agents.shared_token)
+        {
+            auth = auth.with_shared_token_file(path)?;
+        }
+        Ok((file, auth))
+    }
 }
 
 impl Gateway {
+    /// A gateway with a [`LocalRegistry`], configured from `sources`.
+    pub fn from_sources(sources: ConfigSources) -> Result<Gateway, ConfigError> {
+        let (file, auth) = sources.read()?;
+        let mut gateway = Gateway::new(file.gateway_config(), auth);
+        gateway.sources = sources;
+        Ok(gateway)
+    }
+
+    /// Reads the configuration again and applies the agents' credentials.
+    /// Nothing changes when the files do not validate or when a setting
+    /// that only takes effect at start was changed (see [`config`]).
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let result = self.sources.read().and_then(|(file, auth)| {
+            if let Some(key) = file.restart_only_change(&self.config) {
+                return Err(ConfigError::NeedsRestart {
+                    path: self.sources.config_file.clone().unwrap_or_default(),
+                    key,
+                });
+            }
+            let apply_companion = match &self.companion {
+                Some(ReloadCompanion(prepare)) => Some(prepare().map_err(ConfigError::Companion)?),
+                None => None,
+            };
+            self.auth.replace(auth);
+            if let Some(apply) = apply_companion {
+                apply();
+            }
+            Ok(())
+        });
+        self.metrics.config_reloaded(result.is_ok());
+        result
+    }
+
+    /// Reloads `companion` together with the gateway's own configuration
+    /// (see [`ReloadCompanionFn`]).
+    pub fn with_reload_companion(mut self, companion: Box<ReloadCompanionFn>) -> Gateway {
+        self.companion = Some(ReloadCompanion(companion));
+        self
+    }
+
+    /// The files the configuration is read from.
+    pub fn sources(&self) -> &ConfigSources {
+        &self.sources
+    }
+
     /// A gateway with a [`LocalRegistry`] built from `config`.
     pub fn new(config: GatewayConfig, auth: AgentAuth) -> Gateway {
         let registry = Arc::new(LocalRegistry::<tunnel::TunnelClient>::new(
@@ -99,8 +208,11 @@ impl Gateway {
     ) -> Gateway {
         Gateway {
             registry,
-            auth,
+            auth: AuthHandle::new(auth),
+            sources: ConfigSources::default(),
+            companion: None,
             metrics: GatewayMetrics::default(),
+            pushprox: pushprox::Coordinator::new(config.retention, config.max_agents),
             config,
         }
     }

@@ -61,6 +61,10 @@ pub struct GatewayMetrics {
     fanin_scrapes: [AtomicU64; 5],
     tunnel_connects: AtomicU64,
     auth_failures: AtomicU64,
+    /// 1 until a reload fails, as Prometheus's own
+    /// `prometheus_config_last_reload_successful`.
+    reload_failed: AtomicU64,
+    reloads: [AtomicU64; 2],
 }
 
 impl GatewayMetrics {
@@ -87,6 +91,12 @@ impl GatewayMetrics {
     /// Counts one upgrade refused for bad or missing credentials.
     pub fn auth_failed(&self) {
         self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one configuration reload.
+    pub fn config_reloaded(&self, ok: bool) {
+        self.reloads[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+        self.reload_failed.store(u64::from(!ok), Ordering::Relaxed);
     }
 
     /// The number of path-mode scrapes with `outcome` so far.
@@ -145,6 +155,19 @@ impl GatewayMetrics {
              # TYPE promrelay_gateway_auth_failures_total counter\n\
              promrelay_gateway_auth_failures_total {}",
             self.auth_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP promrelay_gateway_config_last_reload_successful Whether the last configuration reload succeeded.\n\
+             # TYPE promrelay_gateway_config_last_reload_successful gauge\n\
+             promrelay_gateway_config_last_reload_successful {}\n\
+             # HELP promrelay_gateway_config_reloads_total Configuration reloads, by result.\n\
+             # TYPE promrelay_gateway_config_reloads_total counter\n\
+             promrelay_gateway_config_reloads_total{{result=\"success\"}} {}\n\
+             promrelay_gateway_config_reloads_total{{result=\"failure\"}} {}",
+            1 - self.reload_failed.load(Ordering::Relaxed),
+            self.reloads[0].load(Ordering::Relaxed),
+            self.reloads[1].load(Ordering::Relaxed),
         );
         out
     }

@@ -6,9 +6,12 @@
 //! | `GET /agents/{agent}/metrics` | path mode: scrape the agent's `/metrics` |
 //! | `GET /agents/{agent}/sources/{source}/metrics` | path mode: scrape one source of the agent |
 //! | `GET /metrics/connected` | fan-in: every known agent's page merged into one (see [`crate::fanin`]) |
-//! | `GET /clients` | connected agents in the PushProx / `file_sd` JSON shape |
+//! | `GET /clients` | connected agents and PushProx clients in the PushProx / `file_sd` JSON shape |
+//! | `POST /poll`, `POST /push` | the PushProx client protocol (see [`crate::pushprox`]) |
 //! | `GET /api/v1/sd` | connected agents for Prometheus `http_sd_configs`, pointing at path mode |
 //! | `GET /-/healthy`, `GET /-/ready` | liveness and readiness |
+//! | `POST /-/reload`, `PUT /-/reload` | read the configuration again (see [`crate::config`]) |
+//! | `GET /` | the status page for people |
 //! | `GET /metrics` | the gateway's own metrics |
 //!
 //! # The upgrade
@@ -36,12 +39,13 @@
 //!
 //! # Discovery
 //!
-//! `/clients` answers `[{"targets":["<agent>"],"labels":null}]`, exactly as
-//! PushProx's proxy does (`labels` is `null`, not `{}`), so existing
-//! PushProx-style service discovery works unchanged. `/api/v1/sd` answers
-//! one target group per connected agent whose target is this gateway (the
-//! request's `Host`) and whose `__metrics_path__` is the agent's path-mode
-//! URL, with an `agent` label.
+//! `/clients` answers `[{"targets":["<agent>"],"labels":null}]` for every
+//! connected agent and every PushProx client seen within the retention
+//! period, exactly as PushProx's proxy does (`labels` is `null`, not
+//! `{}`), so existing PushProx-style service discovery works unchanged.
+//! `/api/v1/sd` answers one target group per connected agent whose target
+//! is this gateway (the request's `Host`) and whose `__metrics_path__` is
+//! the agent's path-mode URL, with an `agent` label.
 
 use core::time::Duration;
 use std::sync::Arc;
@@ -54,7 +58,7 @@ use axum::http::header::{
 };
 use axum::http::{Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 use tunnel::{TunnelError, TunnelUpgrade};
 use web::PeerIdentity;
@@ -95,9 +99,13 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             get(scrape_source),
         )
         .route("/clients", get(clients))
+        .route("/poll", post(crate::pushprox::poll))
+        .route("/push", post(crate::pushprox::push))
         .route("/api/v1/sd", get(http_sd))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))
+        .route("/-/reload", post(reload).put(reload))
+        .route("/", get(crate::status::page))
         .route("/metrics", get(own_metrics))
         .route("/metrics/connected", get(crate::fanin::scrape_connected))
         .layer(axum::middleware::from_fn_with_state(
@@ -110,7 +118,9 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 /// `proxy_url` mode: Prometheus, told to use the gateway as its proxy,
 /// sends `GET http://<agent>:<port>/<path>` in absolute form. Such a request
 /// goes through the agent's tunnel to `/ports/<port>/<path>`, which the
-/// agent serves only for ports in its allowlist (403 otherwise). Every
+/// agent serves only for ports in its allowlist (403 otherwise). A host
+/// that is not a connected tunnel agent but a known PushProx client is
+/// scraped through that client instead ([`crate::pushprox`]). Every
 /// other request is routed as usual.
 async fn proxy_url_mode(
     State(gateway): State<Arc<Gateway>>,
@@ -119,6 +129,12 @@ async fn proxy_url_mode(
 ) -> Response {
     match proxy_target(&request) {
         Some((agent, port)) => {
+            if let Some(response) =
+                crate::pushprox::proxy_scrape(&gateway, &agent, request.uri(), request.headers())
+                    .await
+            {
+                return response;
+            }
             let path = format!("/ports/{port}{}", request.uri().path());
             forward(&gateway, &agent, path, request.uri(), request.headers()).await
         }
@@ -168,7 +184,12 @@ async fn tunnel_upgrade(
             return text(error.status(), format!("{error}\n"));
         }
     };
-    if let Err(error) = gateway.registry.check(&name, &credential) {
+    // A PushProx client of another credential holding the name counts too.
+    let checked = gateway
+        .registry
+        .check(&name, &credential)
+        .and_then(|()| gateway.pushprox.check(&name, &credential));
+    if let Err(error) = checked {
         tracing::warn!(agent = %name, %credential, %error, "tunnel refused");
         return text(register_status(&error), format!("{error}\n"));
     }
@@ -348,7 +369,12 @@ fn connected_agents(gateway: &Gateway) -> impl Iterator<Item = String> {
 }
 
 async fn clients(State(gateway): State<Arc<Gateway>>) -> Response {
-    let groups: Vec<serde_json::Value> = connected_agents(&gateway)
+    let mut names: Vec<String> = connected_agents(&gateway).collect();
+    names.extend(gateway.pushprox.known_clients());
+    names.sort_unstable();
+    names.dedup();
+    let groups: Vec<serde_json::Value> = names
+        .into_iter()
         .map(|name| serde_json::json!({ "targets": [name], "labels": null }))
         .collect();
     json(&serde_json::Value::Array(groups))
@@ -379,6 +405,21 @@ async fn http_sd(State(gateway): State<Arc<Gateway>>, uri: Uri, headers: HeaderM
         })
         .collect();
     json(&serde_json::Value::Array(groups))
+}
+
+/// Answers 200 once the new configuration is in use, 500 with the reason
+/// (and nothing changed) otherwise, as Prometheus's `/-/reload` does.
+async fn reload(State(gateway): State<Arc<Gateway>>) -> Response {
+    match gateway.reload() {
+        Ok(()) => {
+            tracing::info!("configuration reloaded");
+            text(StatusCode::OK, "Reloaded\n".to_owned())
+        }
+        Err(error) => {
+            tracing::error!(%error, "configuration reload failed; the previous one stays");
+            text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n"))
+        }
+    }
 }
 
 async fn own_metrics(State(gateway): State<Arc<Gateway>>) -> Response {

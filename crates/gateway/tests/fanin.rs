@@ -8,7 +8,8 @@ use common::{guard, FakeAgent, PROM_TEXT};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use axum::response::IntoResponse as _;
 use axum::routing::get;
 use axum::Router;
 use exposition::Format;
@@ -387,4 +388,101 @@ async fn agents_get_the_time_left_and_a_text_accept() {
         .unwrap();
     // The deadline less its margin (10 % of 2 s), less what has passed.
     assert!(timeout > 0.0 && timeout <= 1.8, "{timeout}");
+}
+
+fn gzip(text: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// An agent that gzips its page when asked, and says in the page whether
+/// it was asked.
+fn gzipping_router(body: &'static [u8]) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move |headers: axum::http::HeaderMap| async move {
+            let asked = headers
+                .get("accept-encoding")
+                .is_some_and(|value| value.as_bytes() == b"gzip");
+            let page = [
+                body,
+                format!("asked_for_gzip {}\n", u8::from(asked)).as_bytes(),
+            ]
+            .concat();
+            if asked {
+                (
+                    [(CONTENT_TYPE, PROM_TEXT), (CONTENT_ENCODING, "gzip")],
+                    gzip(&page),
+                )
+                    .into_response()
+            } else {
+                ([(CONTENT_TYPE, PROM_TEXT)], page).into_response()
+            }
+        }),
+    )
+}
+
+#[tokio::test]
+async fn pages_cross_the_tunnel_gzipped() {
+    let gw = TestGateway::start().await;
+    let _agent = gw
+        .agent("zipped", gzipping_router(b"zipped_page 7\n"))
+        .await;
+    let (_, page) = gw.fanin(&[]).await;
+    assert_valid(&page, Format::Text);
+    has_line(&page, "zipped_page{agent=\"zipped\"} 7");
+    has_line(&page, "asked_for_gzip{agent=\"zipped\"} 1");
+}
+
+#[tokio::test]
+async fn compression_can_be_turned_off() {
+    let config = GatewayConfig {
+        fanin_compression: false,
+        ..GatewayConfig::default()
+    };
+    let gw = TestGateway::start_with(config).await;
+    let _agent = gw.agent("plain", gzipping_router(b"plain_page 1\n")).await;
+    let (_, page) = gw.fanin(&[]).await;
+    has_line(&page, "asked_for_gzip{agent=\"plain\"} 0");
+}
+
+#[tokio::test]
+async fn a_gzip_bomb_is_too_large_and_garbage_is_a_parse_error() {
+    let config = GatewayConfig {
+        fanin_max_body: 64 * 1024,
+        ..GatewayConfig::default()
+    };
+    let gw = TestGateway::start_with(config).await;
+    // 4 MiB of comment lines: a 4 KiB download that expands past the limit.
+    let bomb: &'static [u8] = Box::leak(
+        [b"# ".as_slice(), &vec![b'x'; 4 << 20], b"\n"]
+            .concat()
+            .into_boxed_slice(),
+    );
+    let _bomb = gw.agent("bomb", gzipping_router(bomb)).await;
+    let garbage = Router::new().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(CONTENT_TYPE, PROM_TEXT), (CONTENT_ENCODING, "gzip")],
+                "this is not gzip",
+            )
+        }),
+    );
+    let _garbage = gw.agent("garbage", garbage).await;
+    let _fine = gw.agent("fine", page_router("fine 1\n")).await;
+
+    let (_, page) = gw.fanin(&[]).await;
+    assert_valid(&page, Format::Text);
+    has_line(&page, "fine{agent=\"fine\"} 1");
+    has_line(
+        &page,
+        "promrelay_gateway_agent_scrape_error{agent=\"bomb\",kind=\"too_large\"} 1",
+    );
+    has_line(
+        &page,
+        "promrelay_gateway_agent_scrape_error{agent=\"garbage\",kind=\"parse\"} 1",
+    );
 }

@@ -7,15 +7,13 @@ use common::{guard, FakeAgent, PROM_TEXT};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Path, RawQuery};
-use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use gateway::auth::sha256_hex;
 use gateway::{AgentAuth, Gateway, GatewayConfig, Route};
-use tokio::net::TcpListener;
 use tunnel::TunnelError;
 
 const SHARED: &str = "shared-secret";
@@ -41,23 +39,8 @@ impl TestGateway {
             .unwrap()
             .with_client_certificates(true);
         let gateway = Arc::new(Gateway::new(GatewayConfig::default(), auth));
-        let app = gateway::router(Arc::clone(&gateway)).layer(axum::middleware::map_request(
-            |mut request: Request<Body>| async move {
-                let pretend = request
-                    .headers()
-                    .get(AUTHORIZATION)
-                    .is_some_and(|value| value == format!("Bearer {CERT_TOKEN}").as_str());
-                if pretend {
-                    let mut peer = web::PeerIdentity::default();
-                    peer.common_name = Some(CERT_NAME.to_owned());
-                    request.extensions_mut().insert(peer);
-                }
-                request
-            },
-        ));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let addr =
+            common::serve_pretending_certs(Arc::clone(&gateway), CERT_TOKEN, CERT_NAME).await;
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         TestGateway {
             gateway,

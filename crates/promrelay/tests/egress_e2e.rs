@@ -3,22 +3,14 @@
 //! hosts in `NO_PROXY`, and refused by a proxy that wants credentials it
 //! was not given.
 
-use std::net::SocketAddr;
+mod common;
+
+use common::gateway;
+
 use std::process::Command;
 use std::time::Duration;
 
 use testkit::{free_port, http_get, tinyproxy, Daemon, TempDir};
-
-fn gateway() -> Daemon {
-    let dir = TempDir::new("gateway");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_promrelay"));
-    command
-        .arg("gateway")
-        .arg(format!("--web.listen-address={addr}"))
-        .arg(format!("--storage.path={}", dir.join("data").display()));
-    Daemon::start(command, addr, "/-/ready", dir)
-}
 
 /// An egress-only agent named `name` with one command source, its proxy
 /// environment replaced by `proxy_env` (whatever the test runner had).
@@ -60,7 +52,7 @@ fn start_agent(gateway: &Daemon, name: &str, proxy_env: &[(&str, &str)]) -> Daem
 
 #[test]
 fn the_tunnel_passes_an_http_proxy_with_connect() {
-    let gateway = gateway();
+    let gateway = gateway(TempDir::new("gateway"));
     let proxy = tinyproxy(Some(("relay", "s3cret")));
     let proxy_url = format!("http://relay:s3cret@{}", proxy.addr());
     let agent = start_agent(&gateway, "behind-proxy", &[("HTTP_PROXY", &proxy_url)]);
@@ -85,7 +77,7 @@ fn the_tunnel_passes_an_http_proxy_with_connect() {
 
 #[test]
 fn no_proxy_hosts_are_dialed_directly() {
-    let gateway = gateway();
+    let gateway = gateway(TempDir::new("gateway"));
     // Nothing listens on this "proxy": only a direct dial can succeed.
     let dead_proxy = format!("http://127.0.0.1:{}", free_port());
     let _agent = start_agent(
@@ -102,7 +94,7 @@ fn no_proxy_hosts_are_dialed_directly() {
 
 #[test]
 fn a_proxy_refusing_the_agent_is_reported_and_nothing_connects() {
-    let gateway = gateway();
+    let gateway = gateway(TempDir::new("gateway"));
     let proxy = tinyproxy(Some(("relay", "s3cret")));
     let wrong = format!("http://relay:wrong@{}", proxy.addr());
     let dir = TempDir::new("refused-agent");

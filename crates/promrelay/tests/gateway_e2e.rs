@@ -2,21 +2,15 @@
 //! real Prometheus scrapes a real node_exporter through the agent's outbound
 //! tunnel, in every mode the gateway offers.
 
+mod common;
+
+use common::gateway;
+
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::{free_port, http_get, node_exporter, prometheus, Daemon, Prometheus, TempDir};
-
-fn gateway(dir: TempDir) -> Daemon {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_promrelay"));
-    command
-        .arg("gateway")
-        .arg(format!("--web.listen-address={addr}"))
-        .arg(format!("--storage.path={}", dir.join("data").display()));
-    Daemon::start(command, addr, "/-/ready", dir)
-}
+use testkit::{free_port, http_get, node_exporter, prometheus, Daemon, TempDir};
 
 /// An agent that only connects out, serving `node` and allowing its port;
 /// it is ready once the gateway serves its page.
@@ -40,20 +34,6 @@ fn egress_agent(
         &format!("/agents/{name}/metrics"),
         TempDir::new("agent"),
     )
-}
-
-fn has_result(prometheus: &Prometheus, query: &str) {
-    prometheus.wait_for_query(query, Duration::from_secs(15), |body| {
-        body.contains("\"result\":[{")
-    });
-}
-
-fn up_is(prometheus: &Prometheus, job: &str, value: &str) {
-    let query = format!("up{{job=\"{job}\"}}");
-    let expected = format!("\"{value}\"]");
-    prometheus.wait_for_query(&query, Duration::from_secs(30), |body| {
-        body.contains(&expected)
-    });
 }
 
 #[test]
@@ -110,24 +90,17 @@ fn prometheus_scrapes_an_egress_agent_through_the_gateway() {
          - job_name: discovered\n  http_sd_configs:\n  - url: http://{gw}/api/v1/sd\n    refresh_interval: 1s\n"
     ));
     for job in ["edge", "proxied", "fanin", "discovered"] {
-        up_is(&prometheus, job, "1");
+        prometheus.wait_up(job, "1");
     }
-    has_result(&prometheus, "node_load1{job=\"edge\",exporter=\"node\"}");
+    prometheus.wait_has_result("node_load1{job=\"edge\",exporter=\"node\"}");
     // Through proxy_url the exporter's own page arrives as it is.
-    has_result(
-        &prometheus,
-        &format!("node_load1{{job=\"proxied\",instance=\"edge-1:{port}\"}}"),
-    );
-    has_result(
-        &prometheus,
-        "node_load1{job=\"fanin\",agent=\"edge-1\",exporter=\"node\"}",
-    );
-    has_result(
-        &prometheus,
-        "node_load1{job=\"discovered\",agent=\"edge-1\"}",
-    );
+    prometheus.wait_has_result(&format!(
+        "node_load1{{job=\"proxied\",instance=\"edge-1:{port}\"}}"
+    ));
+    prometheus.wait_has_result("node_load1{job=\"fanin\",agent=\"edge-1\",exporter=\"node\"}");
+    prometheus.wait_has_result("node_load1{job=\"discovered\",agent=\"edge-1\"}");
     // A port outside the agent's allowlist is refused.
-    up_is(&prometheus, "forbidden", "0");
+    prometheus.wait_up("forbidden", "0");
 
     // The agent goes away: the gateway answers 503 at once, Prometheus
     // records the target as down.
@@ -135,11 +108,8 @@ fn prometheus_scrapes_an_egress_agent_through_the_gateway() {
     testkit::wait_for("503 for the dead agent", Duration::from_secs(10), || {
         http_get(&gateway.url("/agents/edge-1/metrics"), &[]).status == 503
     });
-    up_is(&prometheus, "edge", "0");
-    has_result(
-        &prometheus,
-        "promrelay_gateway_agent_up{job=\"fanin\",agent=\"edge-1\"} == 0",
-    );
+    prometheus.wait_up("edge", "0");
+    prometheus.wait_has_result("promrelay_gateway_agent_up{job=\"fanin\",agent=\"edge-1\"} == 0");
 
     // A wrong token never gets the name.
     let dir = TempDir::new("bad-token");
@@ -166,7 +136,7 @@ fn prometheus_scrapes_an_egress_agent_through_the_gateway() {
 
     // The agent comes back and so does the target.
     let _agent = egress_agent(&gateway, "edge-1", &token_file, &node);
-    up_is(&prometheus, "edge", "1");
+    prometheus.wait_up("edge", "1");
 }
 
 #[test]

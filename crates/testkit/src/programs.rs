@@ -147,6 +147,31 @@ impl Prometheus {
         http_get(&url, &[]).text().to_owned()
     }
 
+    /// Waits (up to 15 s) until `promql` has at least one result.
+    ///
+    /// # Panics
+    ///
+    /// If it has none by then.
+    pub fn wait_has_result(&self, promql: &str) {
+        self.wait_for_query(promql, Duration::from_secs(15), |body| {
+            body.contains("\"result\":[{")
+        });
+    }
+
+    /// Waits (up to 30 s) until `up{job="<job>"}` is `value` (`"0"` or `"1"`).
+    ///
+    /// # Panics
+    ///
+    /// If it is not by then.
+    pub fn wait_up(&self, job: &str, value: &str) {
+        let expected = format!("\"{value}\"]");
+        self.wait_for_query(
+            &format!("up{{job=\"{job}\"}}"),
+            Duration::from_secs(30),
+            |body| body.contains(&expected),
+        );
+    }
+
     /// Repeats [`query`](Self::query) until `done` accepts the body, and
     /// returns that body.
     ///

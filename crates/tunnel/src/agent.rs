@@ -39,6 +39,19 @@ impl ConnectOptions {
         self
     }
 
+    /// Whether a TLS client configuration was given (it may carry a
+    /// client certificate).
+    pub fn has_tls_config(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The TLS client configuration given, for other clients of the same
+    /// gateway (the PushProx protocol) to dial with the same trust and
+    /// client certificate.
+    pub fn tls_config(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()
+    }
+
     /// Dials through this HTTP proxy (`CONNECT`) unless the gateway is in
     /// its no-proxy list; see [`ProxyConfig::from_env`]. The default is a
     /// direct connection.

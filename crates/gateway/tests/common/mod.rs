@@ -6,8 +6,15 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::header::AUTHORIZATION;
+use axum::http::Request;
 use axum::Router;
 use gateway::{Gateway, Route};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tunnel::TunnelError;
@@ -23,6 +30,35 @@ pub(crate) async fn guard<F: Future>(what: &str, future: F) -> F::Output {
     tokio::time::timeout(HANG_GUARD, future)
         .await
         .unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+/// Serves `gateway`'s router on a free loopback port. A request with
+/// `Authorization: Bearer <cert_token>` gets a verified client certificate
+/// with common name `cert_name`, standing in for mutual TLS (which the web
+/// crate's own tests cover).
+pub(crate) async fn serve_pretending_certs(
+    gateway: Arc<Gateway>,
+    cert_token: &'static str,
+    cert_name: &'static str,
+) -> SocketAddr {
+    let app = gateway::router(gateway).layer(axum::middleware::map_request(
+        move |mut request: Request<Body>| async move {
+            let pretend = request
+                .headers()
+                .get(AUTHORIZATION)
+                .is_some_and(|value| value == format!("Bearer {cert_token}").as_str());
+            if pretend {
+                let mut peer = web::PeerIdentity::default();
+                peer.common_name = Some(cert_name.to_owned());
+                request.extensions_mut().insert(peer);
+            }
+            request
+        },
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
 }
 
 /// Waits (bounded) until the registry's route for `name` satisfies `done`.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use agent::config::{Config, ConfigError};
-use agent::egress::{Egress, EgressConfig};
+use agent::egress::{Egress, EgressConfig, GatewayProtocol};
 use agent::service::Agent;
 use tokio::signal::unix::{signal, SignalKind};
 use web::{WebConfig, WebConfigHandle};
@@ -49,6 +49,14 @@ pub(crate) struct Args {
         requires = "gateway_cert_file"
     )]
     gateway_key_file: Option<PathBuf>,
+    /// How the agent talks to `--gateway.url`.
+    #[arg(
+        long = "gateway.protocol",
+        value_name = "PROTOCOL",
+        value_enum,
+        default_value_t = Protocol::Tunnel
+    )]
+    gateway_protocol: Protocol,
     /// The name this agent has at the gateway.
     #[arg(long = "agent.name", value_name = "NAME")]
     agent_name: Option<String>,
@@ -162,6 +170,34 @@ async fn serve(args: Args) -> Result<(), String> {
 
 const DEFAULT_LISTEN: &str = ":9437";
 
+/// `--gateway.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Protocol {
+    /// promrelay's tunnel: one outbound WebSocket, scraped through a
+    /// promrelay gateway.
+    Tunnel,
+    /// The PushProx client protocol (`/poll`, `/push`): for an unmodified
+    /// PushProx proxy or a promrelay gateway. `--agent.name` is the FQDN
+    /// Prometheus scrapes (`http://NAME:PORT/...` through the proxy); the
+    /// token file is optional (a PushProx proxy checks none). A scrape of
+    /// the agent's own port (that of `--web.listen-address`, 9437 by
+    /// default) gets the agent's own pages; other ports must be allowed
+    /// with `--scrape.allow-port`.
+    Pushprox,
+}
+
+/// The port of `--web.listen-address` (`HOST:PORT` or `:PORT`): where
+/// PushProx scrapes reach the agent's own pages, listening or not.
+fn web_port(listen_address: Option<&str>) -> Result<u16, String> {
+    let Some(address) = listen_address else {
+        return Ok(agent::pushprox::DEFAULT_WEB_PORT);
+    };
+    address
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .ok_or_else(|| format!("--web.listen-address={address}: no port"))
+}
+
 fn egress(url: &str, args: &Args) -> Result<Egress, String> {
     let name = args.agent_name.clone().unwrap_or_default();
     let identity = args
@@ -171,6 +207,8 @@ fn egress(url: &str, args: &Args) -> Result<Egress, String> {
     let token = match (&args.agent_token_file, identity) {
         (Some(file), _) => super::token::read(file)?,
         (None, Some(_)) => String::new(),
+        // An unmodified PushProx proxy checks no credentials.
+        (None, None) if args.gateway_protocol == Protocol::Pushprox => String::new(),
         (None, None) => {
             return Err(
                 "--gateway.url needs --agent.token-file or --gateway.cert-file to prove the agent's name"
@@ -187,6 +225,11 @@ fn egress(url: &str, args: &Args) -> Result<Egress, String> {
     }
     let mut config = EgressConfig::new(url, name, token);
     config.connect = connect;
+    config.protocol = match args.gateway_protocol {
+        Protocol::Tunnel => GatewayProtocol::Tunnel,
+        Protocol::Pushprox => GatewayProtocol::Pushprox,
+    };
+    config.web_port = web_port(args.listen_address.as_deref())?;
     Egress::new(config).map_err(|e| format!("--gateway.url: {e}"))
 }
 

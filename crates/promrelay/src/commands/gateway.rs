@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use gateway::{AgentAuth, Gateway, GatewayConfig};
+use gateway::{ConfigSources, Gateway, GatewayFile};
+use tokio::signal::unix::{signal, SignalKind};
 use web::{WebConfig, WebConfigHandle};
 
 use super::agent::{listen_address, shutdown_signal};
@@ -27,6 +28,10 @@ pub(crate) struct Args {
     /// configuration format.
     #[arg(long = "web.config.file", value_name = "FILE")]
     web_config_file: Option<PathBuf>,
+    /// The YAML configuration: per-agent tokens, client certificates,
+    /// timeouts and limits. Without it, the embedded defaults.
+    #[arg(long = "config.file", value_name = "FILE")]
+    config_file: Option<PathBuf>,
     /// The data directory; holds the agent token made on first start.
     #[arg(long = "storage.path", value_name = "DIR", default_value = "data")]
     storage_path: PathBuf,
@@ -45,27 +50,44 @@ pub(crate) fn run(args: Args) -> ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), String> {
-    let token = match &args.agents_token_file {
-        Some(path) => token::read(path)?,
-        None => {
-            let (token, path, created) = token::load_or_create(&args.storage_path)?;
+    let file = match &args.config_file {
+        Some(path) => GatewayFile::load(path).map_err(|e| e.to_string())?,
+        None => GatewayFile::default(),
+    };
+    let shared_token_file = match (&args.agents_token_file, file.agents.shared_token) {
+        (_, false) => None,
+        (Some(path), true) => {
+            // Read once here so a bad file fails the start with its name.
+            token::read(path)?;
+            Some(path.clone())
+        }
+        (None, true) => {
+            let (_, path, created) = token::load_or_create(&args.storage_path)?;
             let verb = if created { "created" } else { "using" };
             tracing::info!(
                 file = %path.display(),
                 "{verb} the agent token; copy this file to each agent and pass it as --agent.token-file"
             );
-            token
+            Some(path)
         }
     };
-    let auth = AgentAuth::new()
-        .with_shared_token(&token)
-        .map_err(|e| e.to_string())?;
-    let gateway = Arc::new(Gateway::new(GatewayConfig::default(), auth));
-    let web_config = match &args.web_config_file {
-        Some(path) => WebConfig::load(path).map_err(|e| e.to_string())?,
-        None => WebConfig::none(),
+    let web_config = WebConfigHandle::new(load_web_config(args.web_config_file.as_ref())?);
+    let web_file = args.web_config_file.clone();
+    let web_handle = web_config.clone();
+    let sources = ConfigSources {
+        config_file: args.config_file.clone(),
+        shared_token_file,
     };
-    let web_config = WebConfigHandle::new(web_config);
+    let gateway = Gateway::from_sources(sources)
+        .map_err(|e| e.to_string())?
+        .with_reload_companion(Box::new(move || {
+            let config = load_web_config(web_file.as_ref())?;
+            let handle = web_handle.clone();
+            Ok(Box::new(move || handle.store(config)))
+        }));
+    let gateway = Arc::new(gateway);
+    tokio::spawn(reload_on_sighup(Arc::clone(&gateway)));
+
     let address = listen_address(&args.listen_address).await?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -80,4 +102,27 @@ async fn serve(args: Args) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())
+}
+
+fn load_web_config(path: Option<&PathBuf>) -> Result<WebConfig, String> {
+    match path {
+        Some(path) => WebConfig::load(path).map_err(|e| e.to_string()),
+        None => Ok(WebConfig::none()),
+    }
+}
+
+/// SIGHUP does what `POST /-/reload` does.
+async fn reload_on_sighup(gateway: Arc<Gateway>) {
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match gateway.reload() {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "configuration reload failed; the previous one stays");
+            }
+        }
+    }
 }
