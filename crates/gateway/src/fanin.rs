@@ -64,7 +64,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tunnel::{TunnelClient, TunnelError};
 
-use crate::metrics::ScrapeOutcome;
+use crate::metrics::{ScrapeOutcome, ScrapeRoute};
 use crate::registry::Route;
 use crate::routes::{scrape_deadline, SCRAPE_TIMEOUT_HEADER};
 use crate::Gateway;
@@ -169,6 +169,8 @@ impl BodyData {
 struct PageBody {
     format: Format,
     data: BodyData,
+    /// Bytes that crossed the tunnel (before decompression).
+    received: u64,
 }
 
 /// One known agent's part of a fan-in request.
@@ -193,8 +195,14 @@ pub(crate) async fn scrape_connected(
 
     let scrapes = scrape_all(&gateway, to, deadline).await;
     for scrape in &scrapes {
-        if let Err(error) = &scrape.result {
-            gateway.metrics.fanin_scrape(error.outcome());
+        match (&scrape.result, scrape.duration) {
+            (Ok(page), Some(duration)) => {
+                gateway
+                    .metrics
+                    .answered(ScrapeRoute::Fanin, duration, page.received);
+            }
+            (Ok(_), None) => {}
+            (Err(error), _) => gateway.metrics.scrape(ScrapeRoute::Fanin, error.outcome()),
         }
     }
     let rendered = tokio::task::spawn_blocking(move || render(scrapes, to)).await;
@@ -210,7 +218,7 @@ pub(crate) async fn scrape_connected(
         }
     };
     for outcome in failures {
-        gateway.metrics.fanin_scrape(outcome);
+        gateway.metrics.scrape(ScrapeRoute::Fanin, outcome);
     }
     (
         [(CONTENT_TYPE, HeaderValue::from_static(to.content_type()))],
@@ -365,12 +373,17 @@ async fn fetch(
         });
     }
     let data = data.unwrap_or(BodyData::One(Bytes::new()));
+    let received = length as u64;
     let data = if gzipped {
         gunzip(data, max_body).await?
     } else {
         data
     };
-    Ok(PageBody { format, data })
+    Ok(PageBody {
+        format,
+        data,
+        received,
+    })
 }
 
 /// Compressed pages above this size are decompressed on a blocking thread

@@ -35,7 +35,7 @@ mod status;
 pub use auth::{AgentAuth, AuthConfigError, AuthError, AuthHandle, CredentialId, NameError};
 pub use config::{ConfigError, GatewayFile};
 pub use fanin::FaninError;
-pub use metrics::{GatewayMetrics, ScrapeOutcome};
+pub use metrics::{GatewayMetrics, Occupancy, ScrapeOutcome, ScrapeRoute};
 pub use registry::{
     AgentCounts, AgentInfo, Generation, LocalRegistry, RegisterError, Registration, Registry, Route,
 };

@@ -129,7 +129,7 @@ use tokio::time::Instant;
 use web::PeerIdentity;
 
 use crate::auth::{validate_agent_name, AuthError, CredentialId, NameError};
-use crate::metrics::ScrapeOutcome;
+use crate::metrics::{ScrapeOutcome, ScrapeRoute};
 use crate::registry::{RegisterError, Route};
 use crate::routes::scrape_deadline;
 use crate::Gateway;
@@ -1451,6 +1451,7 @@ pub(crate) async fn proxy_scrape(
     let deadline = Instant::now() + web::work_budget(scrape_deadline(headers, gateway));
     let scrape = ScrapeRequest::new(uri, headers, deadline)?;
     let metrics = &gateway.metrics;
+    let started = Instant::now();
     let answer = match gateway.pushprox.scrape(agent, scrape) {
         Ok(ticket) => ticket.answer().await,
         Err(error) => Err(error),
@@ -1458,7 +1459,7 @@ pub(crate) async fn proxy_scrape(
     let pushed = match answer {
         Ok(pushed) => pushed,
         Err(error) => {
-            metrics.scrape(error.outcome());
+            metrics.scrape(ScrapeRoute::Pushprox, error.outcome());
             if error == ScrapeError::Random {
                 tracing::error!(client = agent, %error, "PushProx scrape failed");
             } else {
@@ -1467,7 +1468,12 @@ pub(crate) async fn proxy_scrape(
             return Some((error.status(), format!("{error}\n")).into_response());
         }
     };
-    metrics.scrape(ScrapeOutcome::Ok);
+    metrics.scrape(ScrapeRoute::Pushprox, ScrapeOutcome::Ok);
+    metrics.answered(
+        ScrapeRoute::Pushprox,
+        started.elapsed(),
+        pushed.body.len() as u64,
+    );
     let mut response = Response::new(Body::from(pushed.body));
     *response.status_mut() = pushed.status;
     if let Some(value) = pushed.content_type {

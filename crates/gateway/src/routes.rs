@@ -47,6 +47,8 @@
 //! is this gateway (the request's `Host`) and whose `__metrics_path__` is
 //! the agent's path-mode URL, with an `agent` label.
 
+use core::pin::Pin;
+use core::task::{Context, Poll};
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -60,11 +62,13 @@ use axum::http::{Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use hyper::body::Bytes;
+use tokio::time::Instant;
 use tunnel::{TunnelError, TunnelUpgrade};
 use web::PeerIdentity;
 
 use crate::auth::validate_agent_name;
-use crate::metrics::ScrapeOutcome;
+use crate::metrics::{Occupancy, ScrapeOutcome, ScrapeRoute};
 use crate::registry::{RegisterError, Route};
 use crate::Gateway;
 
@@ -136,7 +140,15 @@ async fn proxy_url_mode(
                 return response;
             }
             let path = format!("/ports/{port}{}", request.uri().path());
-            forward(&gateway, &agent, path, request.uri(), request.headers()).await
+            forward(
+                &gateway,
+                ScrapeRoute::ProxyUrl,
+                &agent,
+                path,
+                request.uri(),
+                request.headers(),
+            )
+            .await
         }
         None => next.run(request).await,
     }
@@ -212,7 +224,7 @@ async fn tunnel_upgrade(
                 return;
             }
         };
-        gateway.metrics.tunnel_connected();
+        gateway.metrics.tunnel_connected(registration.replaced);
         let generation = registration.generation.get();
         tracing::info!(
             agent = %name,
@@ -231,6 +243,7 @@ async fn tunnel_upgrade(
         gateway
             .registry
             .mark_disconnected(&name, registration.generation);
+        gateway.metrics.tunnel_disconnected();
         tracing::info!(agent = %name, generation, %reason, "agent disconnected");
     });
     response
@@ -249,7 +262,15 @@ async fn scrape_agent(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    forward(&gateway, &agent, "/metrics".to_owned(), &uri, &headers).await
+    forward(
+        &gateway,
+        ScrapeRoute::Path,
+        &agent,
+        "/metrics".to_owned(),
+        &uri,
+        &headers,
+    )
+    .await
 }
 
 async fn scrape_source(
@@ -265,7 +286,7 @@ async fn scrape_source(
         );
     }
     let path = format!("/sources/{source}/metrics");
-    forward(&gateway, &agent, path, &uri, &headers).await
+    forward(&gateway, ScrapeRoute::Path, &agent, path, &uri, &headers).await
 }
 
 /// The deadline for the agent's response head.
@@ -276,7 +297,8 @@ pub(crate) fn scrape_deadline(headers: &HeaderMap, gateway: &Gateway) -> Duratio
 }
 
 async fn forward(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
+    route: ScrapeRoute,
     agent: &str,
     path: String,
     uri: &Uri,
@@ -286,11 +308,11 @@ async fn forward(
     let client = match gateway.registry.route(agent) {
         Route::Connected(client) => client,
         Route::Unknown => {
-            metrics.scrape(ScrapeOutcome::Unknown);
+            metrics.scrape(route, ScrapeOutcome::Unknown);
             return text(StatusCode::NOT_FOUND, format!("no agent named {agent}\n"));
         }
         Route::Disconnected => {
-            metrics.scrape(ScrapeOutcome::Disconnected);
+            metrics.scrape(route, ScrapeOutcome::Disconnected);
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("agent {agent} is not connected\n"),
@@ -319,10 +341,11 @@ async fn forward(
     };
 
     let deadline = scrape_deadline(headers, gateway);
+    let started = Instant::now();
     let response = match tokio::time::timeout(deadline, client.request(request)).await {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {
-            metrics.scrape(ScrapeOutcome::Error);
+            metrics.scrape(route, ScrapeOutcome::Error);
             let status = match error {
                 TunnelError::Closed => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_GATEWAY,
@@ -331,16 +354,24 @@ async fn forward(
             return text(status, format!("scrape of agent {agent} failed: {error}\n"));
         }
         Err(_elapsed) => {
-            metrics.scrape(ScrapeOutcome::Timeout);
+            metrics.scrape(route, ScrapeOutcome::Timeout);
             return text(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("agent {agent} did not answer within {deadline:?}\n"),
             );
         }
     };
-    metrics.scrape(ScrapeOutcome::Ok);
+    metrics.scrape(route, ScrapeOutcome::Ok);
 
     let (parts, body) = response.into_parts();
+    let body = MeteredBody {
+        inner: body,
+        gateway: Arc::clone(gateway),
+        route,
+        started,
+        bytes: 0,
+        finished: false,
+    };
     let mut out = Response::new(Body::new(body));
     *out.status_mut() = parts.status;
     for name in &FORWARDED_RESPONSE_HEADERS {
@@ -349,6 +380,68 @@ async fn forward(
         }
     }
     out
+}
+
+/// A page streaming from an agent to the scraper, counted on its way:
+/// its bytes and the time to its last byte (or to the scraper hanging up)
+/// go into [`GatewayMetrics::answered`](crate::GatewayMetrics::answered).
+struct MeteredBody<B> {
+    inner: B,
+    gateway: Arc<Gateway>,
+    route: ScrapeRoute,
+    started: Instant,
+    bytes: u64,
+    finished: bool,
+}
+
+impl<B> MeteredBody<B> {
+    fn finish(&mut self) {
+        if !core::mem::replace(&mut self.finished, true) {
+            self.gateway
+                .metrics
+                .answered(self.route, self.started.elapsed(), self.bytes);
+        }
+    }
+}
+
+impl<B> Drop for MeteredBody<B> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl<B> hyper::body::Body for MeteredBody<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => this.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn json(value: &serde_json::Value) -> Response {
@@ -423,7 +516,10 @@ async fn reload(State(gateway): State<Arc<Gateway>>) -> Response {
 }
 
 async fn own_metrics(State(gateway): State<Arc<Gateway>>) -> Response {
-    let body = gateway.metrics.render(gateway.registry.counts());
+    let body = gateway.metrics.render(Occupancy {
+        agents: gateway.registry.counts(),
+        pushprox_clients: gateway.pushprox.clients().len(),
+    });
     (
         [(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))],
         body,

@@ -115,6 +115,25 @@ fn render(gateway: &Gateway) -> String {
         }
     }
 
+    let clients = gateway.pushprox.clients();
+    if !clients.is_empty() {
+        html.push_str(
+            "<h2>PushProx clients</h2><table id=\"pushprox\"><tr><th>Client</th>\
+             <th>Last poll</th><th>Waiting poll</th><th>Scrapes in flight</th></tr>",
+        );
+        for client in clients.iter().take(MAX_LISTED) {
+            let _ = write!(
+                html,
+                "<tr><td>{name}</td><td>{age} ago</td><td>{polling}</td><td>{scrapes}</td></tr>",
+                name = escape(&client.name),
+                age = age(now.saturating_duration_since(client.last_poll).as_secs()),
+                polling = if client.polling { "yes" } else { "no" },
+                scrapes = client.scrapes,
+            );
+        }
+        html.push_str("</table>");
+    }
+
     let _ = write!(
         html,
         "<h2>Agent credentials</h2><ul id=\"credentials\">\

@@ -13,7 +13,7 @@ use axum::response::IntoResponse as _;
 use axum::routing::get;
 use axum::Router;
 use exposition::Format;
-use gateway::{AgentAuth, Gateway, GatewayConfig, Route, ScrapeOutcome};
+use gateway::{AgentAuth, Gateway, GatewayConfig, Route, ScrapeOutcome, ScrapeRoute};
 use tokio::net::TcpListener;
 
 const TOKEN: &str = "shared-secret";
@@ -157,7 +157,12 @@ async fn three_agents_merge_into_one_family() {
     );
     // The gateway's own series come after the agents' families.
     assert!(page.find("go_goroutines").unwrap() < page.find("promrelay_gateway_agent_up").unwrap());
-    assert_eq!(gw.gateway.metrics.fanin_scrapes(ScrapeOutcome::Ok), 3);
+    assert_eq!(
+        gw.gateway
+            .metrics
+            .scrapes(ScrapeRoute::Fanin, ScrapeOutcome::Ok),
+        3
+    );
 
     // OpenMetrics when the scraper prefers it, still valid.
     let (content_type, page) = gw
@@ -190,7 +195,12 @@ async fn slow_agent_costs_only_its_own_samples() {
         &page,
         "promrelay_gateway_agent_scrape_error{agent=\"slow\",kind=\"timeout\"} 1",
     );
-    assert_eq!(gw.gateway.metrics.fanin_scrapes(ScrapeOutcome::Timeout), 1);
+    assert_eq!(
+        gw.gateway
+            .metrics
+            .scrapes(ScrapeRoute::Fanin, ScrapeOutcome::Timeout),
+        1
+    );
 }
 
 #[tokio::test]
@@ -216,7 +226,7 @@ async fn disconnected_agent_shows_up_zero() {
     assert_eq!(
         gw.gateway
             .metrics
-            .fanin_scrapes(ScrapeOutcome::Disconnected),
+            .scrapes(ScrapeRoute::Fanin, ScrapeOutcome::Disconnected),
         1
     );
 }
@@ -239,7 +249,12 @@ async fn garbage_page_is_a_parse_error() {
         "promrelay_gateway_agent_scrape_error{agent=\"bad\",kind=\"parse\"} 1",
     );
     assert!(!page.contains("not a metric"), "{page}");
-    assert_eq!(gw.gateway.metrics.fanin_scrapes(ScrapeOutcome::Error), 1);
+    assert_eq!(
+        gw.gateway
+            .metrics
+            .scrapes(ScrapeRoute::Fanin, ScrapeOutcome::Error),
+        1
+    );
 }
 
 #[tokio::test]

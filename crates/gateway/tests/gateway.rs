@@ -386,4 +386,39 @@ async fn own_metrics_count() {
         ),
         0.0
     );
+    // Two pages streamed: both timed to their last byte, their bytes
+    // counted as they came through the tunnel.
+    let page_len = "# agent counted (a)\nup 1\n".len() as f64;
+    assert_eq!(
+        metric(
+            &page,
+            "promrelay_gateway_scrape_duration_seconds_count{route=\"path\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &page,
+            "promrelay_gateway_scrape_bytes_total{route=\"path\"}"
+        ),
+        2.0 * page_len
+    );
+
+    // The same agent reconnecting counts as a replacement, and the old
+    // tunnel as a disconnect.
+    let _again = FakeAgent::connect(
+        &gw.tunnel_url(),
+        SHARED,
+        "counted",
+        agent_router("counted", "b"),
+    )
+    .await
+    .unwrap();
+    let (_, page) = gw.get_text("/metrics").await;
+    assert_eq!(
+        metric(&page, "promrelay_gateway_tunnel_replacements_total"),
+        1.0
+    );
+    let parsed = exposition::parse(page.as_bytes(), exposition::Format::Text).unwrap();
+    assert!(exposition::validate_strict(&parsed, exposition::Format::Text).is_empty());
 }

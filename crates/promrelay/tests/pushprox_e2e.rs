@@ -118,6 +118,30 @@ fn prometheus_scrapes_a_pushprox_agent_through_the_gateway() {
     prometheus.wait_has_result("node_load1{job=\"agent\",exporter=\"node\"}");
     prometheus.wait_up("forbidden", "0");
 
+    // People and the gateway's own metrics see the PushProx client.
+    let status_page = http_get(&gateway.url("/"), &[]);
+    assert!(
+        status_page.text().contains("<h2>PushProx clients</h2>")
+            && status_page.text().contains("<td>edge-1</td>"),
+        "{}",
+        status_page.text()
+    );
+    let own = http_get(&gateway.url("/metrics"), &[]);
+    let own = own.text();
+    assert!(
+        own.lines()
+            .any(|l| l == "promrelay_gateway_pushprox_clients 1"),
+        "{own}"
+    );
+    let answered = own
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("promrelay_gateway_scrapes_total{route=\"pushprox\",outcome=\"ok\"} ")
+        })
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(answered >= 3.0, "{own}");
+
     // The agent goes away: still known to the gateway, it gets no poll, so
     // scrapes fail at their deadline and the target goes down.
     agent.kill();
