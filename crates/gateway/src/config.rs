@@ -435,6 +435,32 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid_and_documents_the_defaults() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/gateway.yml"
+        ));
+        let file = GatewayFile::load(path).unwrap_or_else(|e| panic!("{e}"));
+        // Everything but the example token is the embedded default.
+        assert_eq!(file.gateway_config(), GatewayConfig::default());
+        assert_eq!(
+            GatewayFile {
+                agents: AgentsSection {
+                    tokens: Vec::new(),
+                    ..file.agents.clone()
+                },
+                ..file.clone()
+            },
+            GatewayFile::default()
+        );
+        let auth = file.agent_auth(None).unwrap();
+        assert_eq!(
+            auth.verify("edge-1", Some("test"), None),
+            Ok(CredentialId::token("edge-1"))
+        );
+    }
+
+    #[test]
     fn unknown_keys_name_their_line() {
         let error = parse("agents:\n  tokens: []\n  client_certs: true\n")
             .unwrap_err()
