@@ -1,7 +1,7 @@
 //! How an egress agent reaches its gateway: through a real HTTP proxy
 //! (tinyproxy, `CONNECT`) named by `HTTP_PROXY`/`HTTPS_PROXY`, past it for
 //! hosts in `NO_PROXY`, and refused by a proxy that wants credentials it
-//! was not given.
+//! was not given; and listen mode beside egress mode.
 
 mod common;
 
@@ -126,5 +126,29 @@ fn a_proxy_refusing_the_agent_is_reported_and_nothing_connects() {
     assert_eq!(
         http_get(&gateway.url("/agents/refused/metrics"), &[]).status,
         404
+    );
+}
+
+#[test]
+fn listen_and_egress_modes_run_together() {
+    let gateway = gateway(TempDir::new("gateway"));
+    let local: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut command = agent_command(&gateway, "both", &[]);
+    command.arg(format!("--web.listen-address={local}"));
+    let agent = Daemon::start(command, local, "/-/ready", TempDir::new("agent"));
+    wait_for_page(&gateway, "both");
+    let through_gateway = http_get(&gateway.url("/agents/both/metrics"), &[]);
+    let direct = http_get(&agent.url("/metrics"), &[]);
+    for page in [&through_gateway, &direct] {
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains("proxied_job_ok{exporter=\"job\"} 1"));
+    }
+}
+
+fn wait_for_page(gateway: &Daemon, name: &str) {
+    testkit::wait_for(
+        "the agent's page through the gateway",
+        Duration::from_secs(20),
+        || http_get(&gateway.url(&format!("/agents/{name}/metrics")), &[]).status == 200,
     );
 }
