@@ -91,17 +91,36 @@ struct Slot<'p, 'a> {
 
 /// Merges `sources` into one page in `to`, appended to `out`.
 pub fn merge(sources: &[SourcePage<'_, '_>], to: Format, out: &mut Vec<u8>) -> MergeReport {
-    let mut report = MergeReport::default();
-    let slots = collect(sources, to);
     let samples: usize = sources.iter().map(|s| s.page.samples.len()).sum();
     // A rough size so the buffer grows once or twice, not twenty times.
     out.reserve(samples * 64);
+    merge_in_chunks(sources, to, usize::MAX, out, |_| {})
+}
+
+/// [`merge`] for large pages sent as they are written: whenever `buffer`
+/// holds at least `chunk` bytes at the end of a family, `emit` is given it
+/// (to take, send and leave empty or to clear), and once more at the end
+/// with what is left. The whole page is never held at once, and sending can
+/// start while later families are still being merged.
+pub fn merge_in_chunks(
+    sources: &[SourcePage<'_, '_>],
+    to: Format,
+    chunk: usize,
+    buffer: &mut Vec<u8>,
+    mut emit: impl FnMut(&mut Vec<u8>),
+) -> MergeReport {
+    let mut report = MergeReport::default();
+    let slots = collect(sources, to);
     for slot in &slots {
-        write_slot(slot, sources, to, out, &mut report);
+        write_slot(slot, sources, to, buffer, &mut report);
+        if buffer.len() >= chunk {
+            emit(buffer);
+        }
     }
     if to == Format::OpenMetrics {
-        out.extend_from_slice(b"# EOF\n");
+        buffer.extend_from_slice(b"# EOF\n");
     }
+    emit(buffer);
     report
 }
 

@@ -346,3 +346,43 @@ fn empty_sources_give_an_empty_valid_page() {
     );
     assert_eq!(om, "# EOF\n");
 }
+
+#[test]
+fn merging_in_chunks_gives_the_same_page() {
+    let a = parse(
+        b"# TYPE m counter\nm_total{x=\"1\"} 1\n# TYPE g gauge\ng 2\n",
+        Format::Text,
+    )
+    .unwrap();
+    let b = parse(b"# TYPE g gauge\ng 3\n# TYPE h gauge\nh 4\n", Format::Text).unwrap();
+    let (la, lb) = (
+        LabelSet::new([("src", "a")]).unwrap(),
+        LabelSet::new([("src", "b")]).unwrap(),
+    );
+    let sources = [
+        SourcePage {
+            name: "a",
+            format: Format::Text,
+            page: &a,
+            labels: &la,
+        },
+        SourcePage {
+            name: "b",
+            format: Format::Text,
+            page: &b,
+            labels: &lb,
+        },
+    ];
+    for to in [Format::Text, Format::OpenMetrics] {
+        let mut whole = Vec::new();
+        exposition::merge(&sources, to, &mut whole);
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        let mut buffer = Vec::new();
+        // A one-byte threshold: a chunk after every family.
+        exposition::merge_in_chunks(&sources, to, 1, &mut buffer, |buffer| {
+            chunks.push(std::mem::take(buffer));
+        });
+        assert!(chunks.len() >= 3, "{chunks:?}");
+        assert_eq!(chunks.concat(), whole);
+    }
+}

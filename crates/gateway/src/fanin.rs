@@ -24,7 +24,9 @@
 //!
 //! The answer is in the format negotiated from the scraper's `Accept`
 //! header (text 0.0.4 unless OpenMetrics is preferred); agents are asked
-//! for the same format. Agents are asked for gzip (unless
+//! for the same format. Pages are parsed on every core and the merged
+//! page is sent in chunks as it is written, so the answer is never held
+//! whole. Agents are asked for gzip (unless
 //! `fanin.compression` is off), so pages cross the tunnels compressed, as
 //! they do in path and `proxy_url` mode; the answer to the scraper is not
 //! compressed.
@@ -55,16 +57,16 @@ use axum::http::header::{
     HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
 };
 use axum::http::{Request, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use exposition::{Format, LabelSet, LabelSetError, Page, ParseError, SourcePage};
 use http_body_util::BodyExt as _;
 use hyper::body::Bytes;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tunnel::{TunnelClient, TunnelError};
 
-use crate::metrics::{ScrapeOutcome, ScrapeRoute};
+use crate::metrics::{GatewayMetrics, ScrapeOutcome, ScrapeRoute};
 use crate::registry::Route;
 use crate::routes::{scrape_deadline, SCRAPE_TIMEOUT_HEADER};
 use crate::Gateway;
@@ -205,26 +207,45 @@ pub(crate) async fn scrape_connected(
             (Err(error), _) => gateway.metrics.scrape(ScrapeRoute::Fanin, error.outcome()),
         }
     }
-    let rendered = tokio::task::spawn_blocking(move || render(scrapes, to)).await;
-    let (page, failures) = match rendered {
-        Ok(rendered) => rendered,
-        Err(error) => {
-            tracing::error!(%error, "fan-in merge failed");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "fan-in merge failed\n".to_owned(),
-            )
-                .into_response();
-        }
-    };
-    for outcome in failures {
-        gateway.metrics.scrape(ScrapeRoute::Fanin, outcome);
+    // Parsing and merging are CPU work: on a blocking thread, which sends
+    // the page in chunks as it is merged, so the whole answer is never
+    // held at once and the scraper receives it while it is being written.
+    let (chunks, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let merging = Arc::clone(&gateway);
+    tokio::task::spawn_blocking(move || {
+        render(scrapes, to, &merging.metrics, |chunk| {
+            // The scraper hung up: nothing more to send.
+            chunks.blocking_send(chunk).is_ok()
+        });
+    });
+    let mut response = Response::new(Body::new(ChunkBody(receiver)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(to.content_type()));
+    response
+}
+
+/// Chunks of the merged page the merge may be ahead of the scraper.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The merge sends a chunk once it holds this many bytes.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// The answer's body: the chunks the merge sends, in order.
+struct ChunkBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChunkBody {
+    type Data = Bytes;
+    type Error = core::convert::Infallible;
+
+    fn poll_frame(
+        mut self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(hyper::body::Frame::data(chunk))))
     }
-    (
-        [(CONTENT_TYPE, HeaderValue::from_static(to.content_type()))],
-        page,
-    )
-        .into_response()
 }
 
 /// Scrapes every known agent, at most
@@ -413,11 +434,16 @@ async fn gunzip(data: BodyData, max_body: usize) -> Result<BodyData, FaninError>
         .unwrap_or_else(|error| Err(FaninError::Gzip(std::io::Error::other(error))))
 }
 
-/// Parses the agents' pages, merges them with the gateway's per-agent
-/// series into one page in `to`, and returns it with the outcomes not
-/// counted yet (agents whose page was received: ok, or an error when it
-/// cannot be parsed).
-fn render(scrapes: Vec<AgentScrape>, to: Format) -> (Vec<u8>, Vec<ScrapeOutcome>) {
+/// Parses the agents' pages, counts each received page's outcome (ok, or
+/// an error when it cannot be parsed), and merges them with the gateway's
+/// per-agent series into one page in `to`, given to `send` in chunks until
+/// it returns false.
+fn render(
+    scrapes: Vec<AgentScrape>,
+    to: Format,
+    metrics: &GatewayMetrics,
+    mut send: impl FnMut(Bytes) -> bool,
+) {
     let mut names = Vec::with_capacity(scrapes.len());
     let mut durations = Vec::with_capacity(scrapes.len());
     let mut bodies = Vec::with_capacity(scrapes.len());
@@ -439,30 +465,20 @@ fn render(scrapes: Vec<AgentScrape>, to: Format) -> (Vec<u8>, Vec<ScrapeOutcome>
 
     // Each page is parsed once and borrows its body, which `bodies` keeps
     // alive until the merge.
+    let parsed = parse_all(&names, &bodies);
     let mut pages: Vec<Option<(Format, Page<'_>, LabelSet)>> = Vec::with_capacity(bodies.len());
-    let mut outcomes = Vec::new();
-    for ((name, body), error) in names.iter().zip(&bodies).zip(&mut errors) {
-        let Some(body) = body else {
-            pages.push(None);
-            continue;
-        };
-        let parsed = exposition::parse(body.data.bytes(), body.format)
-            .map_err(FaninError::Parse)
-            .and_then(|page| {
-                LabelSet::new([(AGENT_LABEL, name)])
-                    .map(|labels| (body.format, page, labels))
-                    .map_err(FaninError::Label)
-            });
+    for (parsed, error) in parsed.into_iter().zip(&mut errors) {
         match parsed {
-            Ok(parsed) => {
-                outcomes.push(ScrapeOutcome::Ok);
+            Some(Ok(parsed)) => {
+                metrics.scrape(ScrapeRoute::Fanin, ScrapeOutcome::Ok);
                 pages.push(Some(parsed));
             }
-            Err(failure) => {
-                outcomes.push(failure.outcome());
+            Some(Err(failure)) => {
+                metrics.scrape(ScrapeRoute::Fanin, failure.outcome());
                 *error = Some(failure);
                 pages.push(None);
             }
+            None => pages.push(None),
         }
     }
     for (name, error) in names.iter().zip(&errors) {
@@ -498,8 +514,16 @@ fn render(scrapes: Vec<AgentScrape>, to: Format) -> (Vec<u8>, Vec<ScrapeOutcome>
             labels: &no_labels,
         });
     }
-    let mut out = Vec::new();
-    let report = exposition::merge(&sources, to, &mut out);
+    let mut buffer = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
+    let mut open = true;
+    let report = exposition::merge_in_chunks(&sources, to, CHUNK_BYTES, &mut buffer, |buffer| {
+        if open && !buffer.is_empty() {
+            let chunk =
+                core::mem::replace(buffer, Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4));
+            open = send(Bytes::from(chunk));
+        }
+        buffer.clear();
+    });
     for conflict in &report.conflicts {
         tracing::debug!(
             family = %conflict.family,
@@ -509,8 +533,64 @@ fn render(scrapes: Vec<AgentScrape>, to: Format) -> (Vec<u8>, Vec<ScrapeOutcome>
             "fan-in type conflict"
         );
     }
-    (out, outcomes)
 }
+
+/// A parsed page, its format and the agent's label.
+type Parsed<'a> = Result<(Format, Page<'a>, LabelSet), FaninError>;
+
+/// Parses every received page, on as many threads as there are cores
+/// (parsing is most of the fan-in's CPU time).
+fn parse_all<'a>(names: &[String], bodies: &'a [Option<PageBody>]) -> Vec<Option<Parsed<'a>>> {
+    let parse_one = |name: &String, body: &'a Option<PageBody>| {
+        body.as_ref().map(|body| {
+            exposition::parse(body.data.bytes(), body.format)
+                .map_err(FaninError::Parse)
+                .and_then(|page| {
+                    LabelSet::new([(AGENT_LABEL, name)])
+                        .map(|labels| (body.format, page, labels))
+                        .map_err(FaninError::Label)
+                })
+        })
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, core::num::NonZeroUsize::get)
+        .min(names.len().div_ceil(PAGES_PER_THREAD))
+        .max(1);
+    if threads == 1 {
+        return names
+            .iter()
+            .zip(bodies)
+            .map(|(n, b)| parse_one(n, b))
+            .collect();
+    }
+    let per_thread = names.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = names
+            .chunks(per_thread)
+            .zip(bodies.chunks(per_thread))
+            .map(|(names, bodies)| {
+                scope.spawn(move || {
+                    names
+                        .iter()
+                        .zip(bodies)
+                        .map(|(n, b)| parse_one(n, b))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+/// Fewer pages than this are not worth another thread.
+const PAGES_PER_THREAD: usize = 16;
 
 /// The gateway's per-agent series, in the text format.
 fn own_series(
