@@ -1,17 +1,40 @@
 //! `promrelay-bench`: whole-process benchmarks that print figures with a
 //! baseline measured in the same run.
 //!
-//! - `agent-proxy`: one exporter's page fetched directly from node_exporter,
-//!   through exporter_exporter (the baseline proxy), and through
-//!   `promrelay agent` (`/sources/node/metrics`). Rounds interleave the three
-//!   so drift on a shared machine hits them alike.
+//! - `agent-proxy` ([`agent_proxy`]): one exporter's page fetched directly
+//!   from node_exporter, through exporter_exporter (the baseline proxy), and
+//!   through `promrelay agent`.
+//! - `fanin` ([`fanin`]): `/metrics/connected` of a gateway holding many
+//!   simulated agents, against a plain server of ours sending the same
+//!   bytes from memory; the gateway's peak RSS against the page size.
+//! - `gateway-proxy` ([`gateway_proxy`]): `proxy_url` scrapes through the
+//!   gateway and a real `promrelay agent` against direct scrapes of the same
+//!   static exporter: throughput, added latency, CPU per scrape.
+//! - `idle-agents` ([`idle_agents`]): the gateway's memory per idle
+//!   connected agent.
+//!
+//! The gateway and the agent run as the real `promrelay` binary, each in its
+//! own process, so their RSS and CPU time can be read from `/proc`
+//! ([`process`]). Simulated agents ([`simulated`]) live in this process: each
+//! dials the gateway with `tunnel::connect` and serves a page from memory
+//! with `tunnel::serve_over`, exactly as `promrelay agent` does in egress
+//! mode, without a process per agent.
 
-use std::path::PathBuf;
-use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
+mod agent_proxy;
+mod fanin;
+mod gateway;
+mod gateway_proxy;
+mod idle_agents;
+mod pages;
+mod process;
+mod simulated;
+mod static_server;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use testkit::{free_port, node_exporter, Daemon, TempDir};
 
 #[derive(Debug, Parser)]
 #[command(about)]
@@ -25,7 +48,7 @@ enum Job {
     /// Latency of one page: direct, through exporter_exporter, through the agent.
     AgentProxy {
         /// The promrelay binary to measure (build it with --release).
-        #[arg(long, default_value = "target/release/promrelay")]
+        #[arg(long, default_value = DEFAULT_PROMRELAY)]
         promrelay: PathBuf,
         /// Interleaved rounds.
         #[arg(long, default_value_t = 20)]
@@ -34,133 +57,113 @@ enum Job {
         #[arg(long, default_value_t = 25)]
         per_round: usize,
     },
+    /// Fan-in: the whole `/metrics/connected` page of many simulated agents,
+    /// against a plain server sending the same bytes; the gateway's peak RSS.
+    Fanin {
+        /// The promrelay binary to measure (build it with --release).
+        #[arg(long, default_value = DEFAULT_PROMRELAY)]
+        promrelay: PathBuf,
+        /// Simulated agents connected to the gateway.
+        #[arg(long, default_value_t = 1_000)]
+        agents: usize,
+        /// Series on each agent's page.
+        #[arg(long, default_value_t = 1_000)]
+        series: usize,
+        /// Timed fetches of each target, alternating.
+        #[arg(long, default_value_t = 5)]
+        fetches: usize,
+    },
+    /// Per-target `proxy_url` scrapes through the gateway and a real agent,
+    /// against direct scrapes of the same static 57 KB page.
+    GatewayProxy {
+        /// The promrelay binary to measure (build it with --release).
+        #[arg(long, default_value = DEFAULT_PROMRELAY)]
+        promrelay: PathBuf,
+        /// Interleaved rounds (each: every concurrency, direct then gateway).
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Scrapes per path, concurrency and round.
+        #[arg(long, default_value_t = 1_000)]
+        per_round: usize,
+        /// Concurrent scrapers (repeatable).
+        #[arg(long = "concurrency", default_values_t = [1, 8, 32])]
+        concurrency: Vec<usize>,
+    },
+    /// The gateway's memory per idle connected agent.
+    IdleAgents {
+        /// The promrelay binary to measure (build it with --release).
+        #[arg(long, default_value = DEFAULT_PROMRELAY)]
+        promrelay: PathBuf,
+        /// Simulated agents connected to the gateway.
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        /// Seconds to let the gateway settle once every agent is listed.
+        #[arg(long, default_value_t = 5)]
+        settle: u64,
+    },
 }
+
+/// Where `cargo build --release -p promrelay` puts the binary, relative to
+/// the repository root.
+const DEFAULT_PROMRELAY: &str = "target/release/promrelay";
 
 fn main() -> ExitCode {
-    match Cli::parse().job {
+    let job = Cli::parse().job;
+    let promrelay = match &job {
+        Job::AgentProxy { promrelay, .. }
+        | Job::Fanin { promrelay, .. }
+        | Job::GatewayProxy { promrelay, .. }
+        | Job::IdleAgents { promrelay, .. } => promrelay.clone(),
+    };
+    if let Err(code) = check_binary(&promrelay) {
+        return code;
+    }
+    let result = match job {
         Job::AgentProxy {
-            promrelay,
+            rounds, per_round, ..
+        } => {
+            agent_proxy::run(&promrelay, rounds, per_round);
+            Ok(())
+        }
+        Job::Fanin {
+            agents,
+            series,
+            fetches,
+            ..
+        } => fanin::run(&promrelay, agents, series, fetches),
+        Job::GatewayProxy {
             rounds,
             per_round,
-        } => agent_proxy(&promrelay, rounds, per_round),
+            concurrency,
+            ..
+        } => gateway_proxy::run(&promrelay, rounds, per_round, &concurrency),
+        Job::IdleAgents { agents, settle, .. } => idle_agents::run(&promrelay, agents, settle),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn agent_proxy(promrelay: &std::path::Path, rounds: usize, per_round: usize) -> ExitCode {
-    if !promrelay.exists() {
-        eprintln!(
-            "{} not found: run `cargo build --release -p promrelay` first",
-            promrelay.display()
-        );
-        return ExitCode::from(2);
+fn check_binary(promrelay: &Path) -> Result<(), ExitCode> {
+    if promrelay.exists() {
+        return Ok(());
     }
-    let node = node_exporter();
-    let node_port = node.addr().port();
+    eprintln!(
+        "{} not found: run `cargo build --release -p promrelay` first",
+        promrelay.display()
+    );
+    Err(ExitCode::from(2))
+}
 
-    let ee_dir = TempDir::new("exporter-exporter");
-    let ee_config = ee_dir.join("exporter-exporter.yml");
-    std::fs::write(
-        &ee_config,
-        format!("modules:\n  node:\n    method: http\n    http:\n      port: {node_port}\n"),
-    )
-    .expect("write config");
-    let ee_addr = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .expect("address");
-    let mut ee = Command::new(testkit::find_program("prometheus-exporter-exporter"));
-    ee.arg(format!("-config.file={}", ee_config.display()))
-        .arg(format!("-web.listen-address={ee_addr}"));
-    let exporter_exporter = Daemon::start(ee, ee_addr, "/metrics", ee_dir);
-
-    let agent_addr = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .expect("address");
-    let mut agent = Command::new(promrelay);
-    agent
-        .arg("agent")
-        .arg(format!("--web.listen-address={agent_addr}"))
-        .arg(format!("--source.http=node={}", node.url("/metrics")))
-        .arg("--log.level=warn");
-    let agent = Daemon::start(agent, agent_addr, "/-/ready", TempDir::new("agent"));
-
-    let targets = [
-        ("node_exporter (direct)", node.url("/metrics")),
-        (
-            "exporter_exporter",
-            exporter_exporter.url("/proxy?module=node"),
-        ),
-        ("promrelay agent", agent.url("/sources/node/metrics")),
-    ];
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// The runtime of the benchmarks that drive many connections: one worker
+/// per core, as the gateway has.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("runtime");
-    let client = reqwest::Client::builder().build().expect("client");
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
-    let mut bytes = vec![0usize; targets.len()];
-    runtime.block_on(async {
-        // Warm connections and caches.
-        for (_, url) in &targets {
-            for _ in 0..5 {
-                fetch(&client, url).await;
-            }
-        }
-        for _ in 0..rounds {
-            for (index, (_, url)) in targets.iter().enumerate() {
-                for _ in 0..per_round {
-                    let start = Instant::now();
-                    bytes[index] = fetch(&client, url).await;
-                    samples[index].push(start.elapsed());
-                }
-            }
-        }
-    });
-
-    println!("agent-proxy: one node_exporter page, {rounds} interleaved rounds x {per_round} requests, concurrency 1, keep-alive");
-    println!(
-        "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "target", "bytes", "p50 ms", "p90 ms", "p99 ms", "mean ms"
-    );
-    let mut p50 = Vec::new();
-    for ((name, _), (samples, bytes)) in targets.iter().zip(samples.iter_mut().zip(&bytes)) {
-        samples.sort();
-        let pick =
-            |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
-        let mean =
-            samples.iter().map(Duration::as_secs_f64).sum::<f64>() / samples.len() as f64 * 1e3;
-        println!(
-            "{name:<24} {bytes:>9} {:>9.3} {:>9.3} {:>9.3} {mean:>9.3}",
-            pick(0.5),
-            pick(0.9),
-            pick(0.99)
-        );
-        p50.push(pick(0.5));
-    }
-    println!(
-        "added p50 over direct: exporter_exporter {:+.3} ms, promrelay agent {:+.3} ms; agent/exporter_exporter p50 ratio {:.2}",
-        p50[1] - p50[0],
-        p50[2] - p50[0],
-        p50[2] / p50[1]
-    );
-    ExitCode::SUCCESS
-}
-
-async fn fetch(client: &reqwest::Client, url: &str) -> usize {
-    let response = client
-        .get(url)
-        .header("X-Prometheus-Scrape-Timeout-Seconds", "10")
-        .header("Accept", "text/plain;version=0.0.4")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"));
-    assert!(
-        response.status().is_success(),
-        "{url}: {}",
-        response.status()
-    );
-    response
-        .bytes()
-        .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"))
-        .len()
+        .expect("tokio runtime")
 }

@@ -29,6 +29,16 @@ use crate::{
     KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, SUBPROTOCOL,
 };
 
+/// The WebSocket read buffer of each tunnel at the gateway. tungstenite
+/// allocates and zero-fills `read_buffer_size` bytes per connection at its
+/// first read (128 KiB by default), which made almost all of what an idle
+/// agent cost the gateway (155 KiB per agent with 10,000 connected). A
+/// larger message still arrives whole, the buffer growing to the frame's
+/// size; it only takes more reads of at most this many bytes. Going below
+/// 4 KiB saves nothing measurable: h2's own per-connection buffers are the
+/// rest (docs/benchmarks.md).
+const GATEWAY_READ_BUFFER: usize = 4 * 1024;
+
 /// The authority put on requests sent without one (a bare path like
 /// `/metrics`); the agent's router only looks at the path.
 const DEFAULT_AUTHORITY: &str = "agent.tunnel";
@@ -204,7 +214,7 @@ impl PendingTunnel {
         let ws = WebSocketStream::from_raw_socket(
             TokioIo::new(upgraded),
             Role::Server,
-            Some(ws_config()),
+            Some(ws_config().read_buffer_size(GATEWAY_READ_BUFFER)),
         )
         .await;
         let io = TokioIo::new(WsIo::new(ws));
