@@ -416,7 +416,15 @@ const INLINE_GUNZIP_LIMIT: usize = 256 * 1024;
 async fn gunzip(data: BodyData, max_body: usize) -> Result<BodyData, FaninError> {
     fn inflate(compressed: &[u8], max_body: usize) -> Result<BodyData, FaninError> {
         use std::io::Read as _;
-        let mut page = Vec::with_capacity(compressed.len().saturating_mul(4).min(max_body));
+        // A gzip member ends with its uncompressed size (mod 2^32): size
+        // the page once, as a thousand pages at once make slack count. It
+        // is only a hint; the limit below is what is enforced.
+        let hinted = compressed
+            .len()
+            .checked_sub(4)
+            .and_then(|at| compressed[at..].try_into().ok())
+            .map_or(0, |size: [u8; 4]| u32::from_le_bytes(size) as usize);
+        let mut page = Vec::with_capacity(hinted.min(max_body).saturating_add(1));
         flate2::read::MultiGzDecoder::new(compressed)
             .take(max_body as u64 + 1)
             .read_to_end(&mut page)
@@ -545,7 +553,11 @@ fn parse_all<'a>(names: &[String], bodies: &'a [Option<PageBody>]) -> Vec<Option
         body.as_ref().map(|body| {
             exposition::parse(body.data.bytes(), body.format)
                 .map_err(FaninError::Parse)
-                .and_then(|page| {
+                .and_then(|mut page| {
+                    // The parser sizes its sample vector for short lines;
+                    // a thousand pages held at once make the slack count.
+                    page.samples.shrink_to_fit();
+                    page.families.shrink_to_fit();
                     LabelSet::new([(AGENT_LABEL, name)])
                         .map(|labels| (body.format, page, labels))
                         .map_err(FaninError::Label)
