@@ -2,14 +2,16 @@
 //!
 //! Unknown keys are refused with their line; after parsing, [`Config::validate`]
 //! checks what YAML cannot (unique names, one kind per source, patterns that
-//! compile, limits above zero). A configuration is used only whole: a reload
+//! compile, limits above zero). The `docker` section is the docker crate's
+//! [`DockerConfig`], validated by it and reported here with the source. A configuration is used only whole: a reload
 //! that fails validation changes nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use docker::DockerConfig;
+use serde::{Deserialize, Deserializer};
 
 use crate::duration::PromDuration;
 
@@ -61,7 +63,8 @@ impl Default for Config {
     }
 }
 
-/// One source: a name, labels, and exactly one of `http`, `exec`, `file`.
+/// One source: a name, labels, and exactly one of `http`, `exec`, `file`,
+/// `docker`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
@@ -77,6 +80,22 @@ pub struct SourceConfig {
     pub exec: Option<ExecConfig>,
     /// Read `.prom` files.
     pub file: Option<FileConfig>,
+    /// Scrape the containers of a Docker host, each its own page. A bare
+    /// `docker:` means every default.
+    #[serde(default, deserialize_with = "null_is_default")]
+    pub docker: Option<DockerConfig>,
+}
+
+/// A key given with no value (`docker:`) is the section with its defaults,
+/// not an absent section.
+fn null_is_default<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(
+        Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
+    ))
 }
 
 /// An HTTP exporter.
@@ -236,7 +255,7 @@ pub enum ConfigError {
     /// A flag that does not read as `NAME=VALUE`.
     #[error("--source.{kind}={value}: expected NAME={what}")]
     Flag {
-        /// `http`, `exec` or `file`.
+        /// `http`, `exec`, `file` or `docker`.
         kind: &'static str,
         /// The flag's value.
         value: String,
@@ -279,12 +298,7 @@ impl Config {
     }
 
     /// Adds the sources given as flags (`NAME=VALUE`), after the file's.
-    pub fn add_flag_sources(
-        &mut self,
-        http: &[String],
-        exec: &[String],
-        file: &[String],
-    ) -> Result<(), ConfigError> {
+    pub fn add_flag_sources(&mut self, flags: &FlagSources) -> Result<(), ConfigError> {
         let split = |kind, what, value: &String| {
             value
                 .split_once('=')
@@ -302,8 +316,9 @@ impl Config {
             http: None,
             exec: None,
             file: None,
+            docker: None,
         };
-        for value in http {
+        for value in &flags.http {
             let (name, url) = split("http", "URL", value)?;
             self.sources.push(SourceConfig {
                 http: Some(HttpConfig {
@@ -319,7 +334,7 @@ impl Config {
                 ..blank(name)
             });
         }
-        for value in exec {
+        for value in &flags.exec {
             let (name, command_line) = split("exec", "COMMAND", value)?;
             // Split on whitespace only: no shell, no quoting.
             let mut words = command_line.split_whitespace().map(str::to_owned);
@@ -338,7 +353,7 @@ impl Config {
                 ..blank(name)
             });
         }
-        for value in file {
+        for value in &flags.file {
             let (name, glob) = split("file", "GLOB", value)?;
             self.sources.push(SourceConfig {
                 file: Some(FileConfig {
@@ -346,6 +361,18 @@ impl Config {
                     max_file_size: default_max_page(),
                     max_files: default_max_files(),
                 }),
+                ..blank(name)
+            });
+        }
+        for value in &flags.docker {
+            let (name, host) = split("docker", "HOST", value)?;
+            let docker =
+                DockerConfig::with_host(&host).map_err(|problem| ConfigError::Invalid {
+                    at: format!("--source.docker={value}"),
+                    problem: problem.to_string(),
+                })?;
+            self.sources.push(SourceConfig {
+                docker: Some(docker),
                 ..blank(name)
             });
         }
@@ -406,11 +433,12 @@ impl Config {
                 source.http.is_some(),
                 source.exec.is_some(),
                 source.file.is_some(),
+                source.docker.is_some(),
             ];
             if kinds.iter().filter(|&&k| k).count() != 1 {
                 return Err(invalid(
                     at(""),
-                    "give exactly one of http, exec or file".into(),
+                    "give exactly one of http, exec, file or docker".into(),
                 ));
             }
             exposition::LabelSet::new(&source.labels)
@@ -445,9 +473,49 @@ impl Config {
                     ));
                 }
             }
+            if let Some(docker) = &source.docker {
+                docker.validate().map_err(|problem| {
+                    invalid(at(&format!(": docker.{}", problem.key)), problem.problem)
+                })?;
+                // Each container's samples get these labels; a static label
+                // or the source label of the same name would clash.
+                if let Some(name) = source
+                    .labels
+                    .keys()
+                    .find(|name| docker::label::ALL.contains(&name.as_str()))
+                {
+                    return Err(invalid(
+                        at(": labels"),
+                        format!("{name:?} is set on each container by docker discovery"),
+                    ));
+                }
+                if docker::label::ALL.contains(&self.source_label.as_str()) {
+                    return Err(invalid(
+                        at(": docker"),
+                        format!(
+                            "the source_label {:?} is set on each container by docker discovery; choose another source_label",
+                            self.source_label
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// Sources given on the command line, each `NAME=VALUE`
+/// (`--source.http=node=http://127.0.0.1:9100/metrics`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlagSources {
+    /// `NAME=URL`.
+    pub http: Vec<String>,
+    /// `NAME=COMMAND [ARGS...]`, split on whitespace.
+    pub exec: Vec<String>,
+    /// `NAME=GLOB`.
+    pub file: Vec<String>,
+    /// `NAME=HOST`, the Engine API socket as `unix:///path`.
+    pub docker: Vec<String>,
 }
 
 type FieldProblem = (&'static str, String);
@@ -597,6 +665,11 @@ mod tests {
         let text = include_str!("../../../examples/agent.yml");
         let config = parse(text).unwrap();
         assert!(config.sources.len() >= 3);
+        let docker = config.sources.iter().find_map(|s| s.docker.as_ref());
+        assert_eq!(
+            docker.map(|d| d.probe_ports.as_slice()),
+            Some(&[9100, 8080][..])
+        );
     }
 
     #[test]
@@ -616,7 +689,14 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_where() {
         let cases = [
-            ("sources:\n  - name: a\n", "exactly one of http, exec or file"),
+            ("sources:\n  - name: a\n", "exactly one of http, exec, file or docker"),
+            ("sources:\n  - name: a\n    file: {glob: x}\n    docker: {}\n", "exactly one of"),
+            ("sources:\n  - name: a\n    docker: {host: 'tcp://127.0.0.1:2375'}\n", "sources[0] \"a\": docker.host: "),
+            ("sources:\n  - name: a\n    docker: {probe_ports: [0]}\n", "sources[0] \"a\": docker.probe_ports: port 0"),
+            ("sources:\n  - name: a\n    docker: {filters: {name: '('}}\n", "docker.filters.name: "),
+            ("sources:\n  - name: a\n    docker: {colour: blue}\n", "unknown field `colour`"),
+            ("sources:\n  - name: a\n    labels: {image: x}\n    docker: {}\n", "\"image\" is set on each container"),
+            ("source_label: container\nsources:\n  - name: a\n    docker: {}\n", "choose another source_label"),
             ("sources:\n  - name: a/b\n    file: {glob: x}\n", "name"),
             ("sources:\n  - {name: a, file: {glob: x}}\n  - {name: a, file: {glob: y}}\n", "another source has this name"),
             ("sources:\n  - name: a\n    http: {url: 'ftp://x/'}\n", "scheme"),
@@ -641,24 +721,57 @@ mod tests {
     fn flags_add_sources() {
         let mut config = Config::default();
         config
-            .add_flag_sources(
-                &["node=http://127.0.0.1:9100/metrics".into()],
-                &["script=/bin/echo a b".into()],
-                &["files=/tmp/*.prom".into()],
-            )
+            .add_flag_sources(&FlagSources {
+                http: vec!["node=http://127.0.0.1:9100/metrics".into()],
+                exec: vec!["script=/bin/echo a b".into()],
+                file: vec!["files=/tmp/*.prom".into()],
+                docker: vec!["containers=unix:///run/docker.sock".into()],
+            })
             .unwrap();
         let names: Vec<_> = config.sources.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["node", "script", "files"]);
+        assert_eq!(names, ["node", "script", "files", "containers"]);
         assert_eq!(config.sources[1].exec.as_ref().unwrap().args, ["a", "b"]);
+        assert_eq!(
+            config.sources[3].docker,
+            Some(DockerConfig::with_host("unix:///run/docker.sock").unwrap())
+        );
+        let flags = |http: &[&str], docker: &[&str]| FlagSources {
+            http: http.iter().map(|s| (*s).to_owned()).collect(),
+            docker: docker.iter().map(|s| (*s).to_owned()).collect(),
+            ..FlagSources::default()
+        };
         let error = config
-            .add_flag_sources(&["nourl".into()], &[], &[])
+            .add_flag_sources(&flags(&["nourl"], &[]))
             .unwrap_err();
         assert_eq!(error.to_string(), "--source.http=nourl: expected NAME=URL");
+        let error = config
+            .add_flag_sources(&flags(&[], &["d=/var/run/docker.sock"]))
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("--source.docker=d=/var/run/docker.sock: host: "),
+            "{error}"
+        );
         let mut config = Config::default();
         let error = config
-            .add_flag_sources(&["a=http://x/".into(), "a=http://y/".into()], &[], &[])
+            .add_flag_sources(&flags(&["a=http://x/", "a=http://y/"], &[]))
             .unwrap_err();
         assert!(error.to_string().contains("another source has this name"));
+    }
+
+    #[test]
+    fn a_bare_docker_key_is_the_defaults() {
+        let config = parse("sources:\n  - name: containers\n    docker:\n").unwrap();
+        assert_eq!(config.sources[0].docker, Some(DockerConfig::default()));
+        let config = parse(
+            "sources:\n  - name: containers\n    labels: {site: a}\n    docker:\n      probe_ports: [9100]\n",
+        )
+        .unwrap();
+        let docker = config.sources[0].docker.as_ref().unwrap();
+        assert_eq!(docker.probe_ports, [9100]);
+        assert_eq!(docker.host, docker::config::DEFAULT_HOST);
+        assert!(config.sources[0].http.is_none());
     }
 
     #[test]

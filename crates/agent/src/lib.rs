@@ -4,12 +4,13 @@
 //!
 //! - [`config`]: the YAML file and flags, validated whole.
 //! - [`duration`]: Prometheus's duration syntax.
-//! - [`source`]: the kinds of source (`http`, `exec`, `file`) behind one
-//!   interface.
+//! - [`source`]: the kinds of source: `http`, `exec`, `file` (one page
+//!   each) and `docker` (one page per container, found by the docker
+//!   crate's discovery).
 //! - [`runtime`]: a configuration turned into running sources; swapped
 //!   whole on reload.
 //! - [`scrape`]: one scrape: all sources within one deadline, merged by the
-//!   exposition engine, with health series per source.
+//!   exposition engine, with health series per source and container.
 //! - [`service`]: the HTTP endpoints.
 //! - [`egress`]: egress mode: dial the gateway and serve the endpoints over
 //!   the tunnel, redialing with a backoff.

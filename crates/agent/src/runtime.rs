@@ -2,7 +2,7 @@
 //!
 //! A [`Runtime`] is built whole from a validated [`Config`]; the agent swaps
 //! runtimes atomically on reload, and dropping the old one stops its
-//! background commands.
+//! background commands and its docker discoveries.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,17 +12,37 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Config, ConfigError, SourceConfig};
 use crate::source::exec::{BackgroundGuard, ExecSpec, ParamTarget};
-use crate::source::{ExecSource, FileSource, HttpSource, ParamRule, Source};
+use crate::source::{DockerSource, ExecSource, FileSource, HttpSource, ParamRule, Source};
 
-/// One configured source, ready to scrape.
+/// One configured source that gives one page, ready to scrape.
 #[derive(Debug)]
 pub struct NamedSource {
     /// The source's name.
     pub name: String,
     /// The labels added to its samples: the source label, then static ones.
-    pub labels: LabelSet,
+    /// Shared with each scrape's outcome.
+    pub labels: Arc<LabelSet>,
     /// The source itself.
     pub source: Source,
+}
+
+/// One configured source as it runs.
+#[derive(Debug)]
+pub enum RuntimeSource {
+    /// An `http`, `exec` or `file` source: one page.
+    Page(NamedSource),
+    /// A `docker` source: one page per container.
+    Docker(DockerSource),
+}
+
+impl RuntimeSource {
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        match self {
+            RuntimeSource::Page(source) => &source.name,
+            RuntimeSource::Docker(source) => source.name(),
+        }
+    }
 }
 
 /// The running form of a configuration.
@@ -31,7 +51,7 @@ pub struct Runtime {
     /// The configuration it was built from.
     pub config: Config,
     /// The sources, in merge order.
-    pub sources: Vec<Arc<NamedSource>>,
+    pub sources: Vec<RuntimeSource>,
     /// The client for allowlisted local ports (`proxy_url` mode); it
     /// passes the scraper's headers on, so it sets none of its own.
     pub port_client: reqwest::Client,
@@ -40,8 +60,14 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds every source; fails without side effects when one cannot be
-    /// built. Background commands start only once all sources are built.
+    /// Builds every source; fails without lasting side effects when one
+    /// cannot be built. Background commands start only once all sources are
+    /// built; docker discoveries start as they are built, and stop again if
+    /// a later source fails.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (docker discovery runs as a task).
     pub fn build(config: Config) -> Result<Runtime, ConfigError> {
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_commands));
         let mut sources = Vec::with_capacity(config.sources.len());
@@ -50,22 +76,35 @@ impl Runtime {
                 at: format!("sources[{index}] {:?}", source.name),
                 problem,
             };
-            let labels = LabelSet::new(
+            let first: Vec<(&str, &str)> =
                 std::iter::once((config.source_label.as_str(), source.name.as_str()))
-                    .chain(source.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-            )
-            .map_err(|e| invalid(e.to_string()))?;
+                    .chain(source.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .collect();
+            if let Some(docker) = &source.docker {
+                let first = first
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                    .collect();
+                let built =
+                    DockerSource::start(source.name.clone(), first, docker).map_err(invalid)?;
+                sources.push(RuntimeSource::Docker(built));
+                continue;
+            }
+            let labels = LabelSet::new(first).map_err(|e| invalid(e.to_string()))?;
             let built = build_source(source, &limiter).map_err(invalid)?;
-            sources.push(Arc::new(NamedSource {
+            sources.push(RuntimeSource::Page(NamedSource {
                 name: source.name.clone(),
-                labels,
+                labels: Arc::new(labels),
                 source: built,
             }));
         }
         let background = sources
             .iter()
-            .filter_map(|s| match &s.source {
-                Source::Exec(exec) => exec.start(),
+            .filter_map(|s| match s {
+                RuntimeSource::Page(NamedSource {
+                    source: Source::Exec(exec),
+                    ..
+                }) => exec.start(),
                 _ => None,
             })
             .collect();
@@ -89,8 +128,31 @@ impl Runtime {
     }
 
     /// The source called `name`.
-    pub fn source(&self, name: &str) -> Option<&Arc<NamedSource>> {
-        self.sources.iter().find(|s| s.name == name)
+    pub fn source(&self, name: &str) -> Option<&RuntimeSource> {
+        self.sources.iter().find(|s| s.name() == name)
+    }
+
+    /// The sources that give one page each, in merge order.
+    pub fn page_sources(&self) -> impl Iterator<Item = &NamedSource> {
+        self.sources.iter().filter_map(|s| match s {
+            RuntimeSource::Page(source) => Some(source),
+            RuntimeSource::Docker(_) => None,
+        })
+    }
+
+    /// The docker sources, in merge order.
+    pub fn docker_sources(&self) -> impl Iterator<Item = &DockerSource> {
+        self.sources.iter().filter_map(|s| match s {
+            RuntimeSource::Docker(source) => Some(source),
+            RuntimeSource::Page(_) => None,
+        })
+    }
+
+    /// Waits (up to `timeout`) until every docker source has first heard
+    /// from its daemon or failed to, so that a fresh runtime does not serve
+    /// a page without containers for a moment.
+    pub async fn settled(&self, timeout: Duration) {
+        futures::future::join_all(self.docker_sources().map(|d| d.settled(timeout))).await;
     }
 
     /// The upper bound of one scrape.

@@ -1,7 +1,12 @@
 //! The agent's HTTP endpoints.
 //!
 //! - `GET /metrics`: every source merged, with health series.
-//! - `GET /sources/<name>/metrics`: one source's page as it gave it.
+//! - `GET /sources/<name>/metrics`: one source's page as it gave it; for a
+//!   docker source, its containers' pages merged and labelled as on
+//!   `/metrics` (502 while its daemon cannot be reached).
+//! - `GET /containers/<name>/metrics`: one container's page as it gave it,
+//!   from the first docker source (in configuration order) that has a
+//!   container of that name.
 //! - `GET /-/healthy`, `GET /-/ready`, `POST|PUT /-/reload`.
 //! - `GET /`: a short page for people.
 //!
@@ -25,14 +30,20 @@ use exposition::Format;
 use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError};
-use crate::runtime::Runtime;
-use crate::scrape::{params_for, render, scrape_all, scrape_one, AgentSeries};
-use crate::source::{ScrapeContext, SourceError};
+use crate::runtime::{Runtime, RuntimeSource};
+use crate::scrape::{
+    params_for, render, render_pages, scrape_all, scrape_docker, scrape_one, AgentSeries,
+};
+use crate::source::{DockerSource, ScrapeContext, SourceError};
 
 /// Most query parameters one scrape may carry.
 pub const MAX_PARAMS: usize = 32;
 /// Longest query parameter value accepted.
 pub const MAX_PARAM_VALUE: usize = 1024;
+/// How long a new configuration waits, at most, for its docker sources to
+/// first hear from their daemons before it replaces the old one, so that
+/// a reload does not blank the containers from the page for a moment.
+pub const DOCKER_SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Loads the configuration: from the file and flags at start, again on
 /// each reload.
@@ -71,6 +82,11 @@ fn now_seconds() -> f64 {
 
 impl Agent {
     /// Loads and starts the first configuration.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime when the configuration has a docker source
+    /// (see [`Runtime::build`]).
     pub fn start(loader: ConfigLoader) -> Result<Arc<Agent>, ConfigError> {
         let runtime = Runtime::build(loader()?)?;
         Ok(Arc::new(Agent {
@@ -90,6 +106,9 @@ impl Agent {
     pub async fn reload(&self) -> Result<(), ConfigError> {
         let _one_at_a_time = self.reloading.lock().await;
         let built = (self.loader)().and_then(Runtime::build);
+        if let Ok(runtime) = &built {
+            runtime.settled(DOCKER_SETTLE_TIMEOUT).await;
+        }
         let mut state = self
             .reload
             .lock()
@@ -123,6 +142,7 @@ impl Agent {
             .route("/", get(index))
             .route("/metrics", get(metrics))
             .route("/sources/{name}/metrics", get(source_metrics))
+            .route("/containers/{name}/metrics", get(container_metrics))
             .route("/-/healthy", get(|| async { "Healthy.\n" }))
             .route("/-/ready", get(|| async { "Ready.\n" }))
             .route("/-/reload", post(reload).put(reload))
@@ -171,6 +191,25 @@ pub enum RequestError {
         /// How.
         error: SourceError,
     },
+    /// The docker source asked for cannot reach its daemon.
+    #[error("docker source {source_name:?} cannot follow its daemon: {error}")]
+    DaemonUnreachable {
+        /// The source.
+        source_name: String,
+        /// How.
+        error: docker::DockerError,
+    },
+    /// No docker source knows a container of this name.
+    #[error("no container named {0:?} is scraped")]
+    UnknownContainer(String),
+    /// The one container asked for failed.
+    #[error("container {container:?} failed: {error}")]
+    ContainerFailed {
+        /// The container.
+        container: String,
+        /// How.
+        error: SourceError,
+    },
     /// A reload that did not validate.
     #[error("reload refused, the previous configuration stays: {0}")]
     Reload(ConfigError),
@@ -183,12 +222,20 @@ impl IntoResponse for RequestError {
             | RequestError::ParamRejected { .. }
             | RequestError::ParamsTooLarge
             | RequestError::ParamTwice(_) => StatusCode::BAD_REQUEST,
-            RequestError::UnknownSource(_) => StatusCode::NOT_FOUND,
+            RequestError::UnknownSource(_) | RequestError::UnknownContainer(_) => {
+                StatusCode::NOT_FOUND
+            }
             RequestError::SourceFailed {
                 error: SourceError::Timeout(_),
                 ..
+            }
+            | RequestError::ContainerFailed {
+                error: SourceError::Timeout(_),
+                ..
             } => StatusCode::GATEWAY_TIMEOUT,
-            RequestError::SourceFailed { .. } => StatusCode::BAD_GATEWAY,
+            RequestError::SourceFailed { .. }
+            | RequestError::ContainerFailed { .. }
+            | RequestError::DaemonUnreachable { .. } => StatusCode::BAD_GATEWAY,
             RequestError::Reload(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, format!("{self}\n")).into_response()
@@ -218,8 +265,7 @@ fn check_params(
         }
         let mut allowed = false;
         for source in runtime
-            .sources
-            .iter()
+            .page_sources()
             .filter(|s| only.is_none_or(|o| o == s.name))
         {
             if let Some(rule) = source.source.params().iter().find(|r| r.name == *name) {
@@ -247,7 +293,7 @@ async fn metrics(
     let runtime = agent.runtime();
     check_params(&runtime, None, &params)?;
     let deadline = deadline(&headers, runtime.scrape_timeout());
-    let outcomes = scrape_all(&runtime.sources, deadline, &params).await;
+    let scrape = scrape_all(&runtime.sources, deadline, &params).await;
     let scrapes = agent.scrapes.fetch_add(1, Ordering::Relaxed) + 1;
     let reload = *agent
         .reload
@@ -259,7 +305,7 @@ async fn metrics(
         reload_time: reload.time,
     };
     let format = negotiate(&headers);
-    let body = render(&outcomes, &series, format);
+    let body = render(&scrape, &series, format);
     Ok(page_response(&headers, format.content_type(), body))
 }
 
@@ -274,11 +320,18 @@ async fn source_metrics(
         .source(&name)
         .ok_or_else(|| RequestError::UnknownSource(name.clone()))?;
     check_params(&runtime, Some(&name), &params)?;
+    let deadline = deadline(&headers, runtime.scrape_timeout());
+    let source = match source {
+        RuntimeSource::Page(source) => source,
+        RuntimeSource::Docker(source) => {
+            return docker_source_metrics(source, &headers, deadline).await;
+        }
+    };
     let ctx = ScrapeContext {
-        deadline: deadline(&headers, runtime.scrape_timeout()),
+        deadline,
         params: params_for(source, &params),
     };
-    let outcome = scrape_one(Arc::clone(source), &ctx).await;
+    let outcome = scrape_one(source, &ctx).await;
     match outcome.result {
         Ok(scraped) => Ok(page_response(
             &headers,
@@ -292,6 +345,59 @@ async fn source_metrics(
     }
 }
 
+/// A docker source's part of the merged page: it has no page of its own.
+async fn docker_source_metrics(
+    source: &DockerSource,
+    headers: &HeaderMap,
+    deadline: Instant,
+) -> Result<Response, RequestError> {
+    let (outcomes, discovered) = scrape_docker(source, deadline).await;
+    if let docker::DaemonStatus::Disconnected(error) = &discovered.targets.daemon {
+        return Err(RequestError::DaemonUnreachable {
+            source_name: source.name().to_owned(),
+            error: error.clone(),
+        });
+    }
+    let format = negotiate(headers);
+    let body = render_pages(&outcomes, format);
+    Ok(page_response(headers, format.content_type(), body))
+}
+
+async fn container_metrics(
+    State(agent): State<Arc<Agent>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response, RequestError> {
+    // Containers take no query parameters.
+    if let Some((param, _)) = params.first() {
+        return Err(RequestError::ParamNotAllowed(param.clone()));
+    }
+    let runtime = agent.runtime();
+    let found = runtime.docker_sources().find_map(|source| {
+        let target = Arc::clone(source.targets().get(&name)?);
+        Some((source, target))
+    });
+    let Some((source, target)) = found else {
+        return Err(RequestError::UnknownContainer(name));
+    };
+    let deadline = deadline(&headers, runtime.scrape_timeout());
+    match source.scrape(&target, deadline).await {
+        Ok(scraped) => Ok(page_response(
+            &headers,
+            scraped.format.content_type(),
+            scraped.body.to_vec(),
+        )),
+        Err(error) => {
+            tracing::warn!(source = %source.name(), container = %name, kind = error.kind(), error = %error, "container scrape failed");
+            Err(RequestError::ContainerFailed {
+                container: name,
+                error,
+            })
+        }
+    }
+}
+
 async fn reload(State(agent): State<Arc<Agent>>) -> Result<&'static str, RequestError> {
     agent.reload().await.map_err(RequestError::Reload)?;
     Ok("Configuration reloaded.\n")
@@ -301,15 +407,27 @@ async fn index(State(agent): State<Arc<Agent>>) -> Html<String> {
     let runtime = agent.runtime();
     let mut rows = String::new();
     for source in &runtime.sources {
-        let kind = match source.source {
-            crate::source::Source::Http(_) => "http",
-            crate::source::Source::Exec(_) => "exec",
-            crate::source::Source::File(_) => "file",
+        let kind = match source {
+            RuntimeSource::Page(page) => match page.source {
+                crate::source::Source::Http(_) => "http",
+                crate::source::Source::Exec(_) => "exec",
+                crate::source::Source::File(_) => "file",
+            },
+            RuntimeSource::Docker(_) => "docker",
         };
         rows.push_str(&format!(
             "<tr><td><a href=\"/sources/{0}/metrics\">{0}</a></td><td>{kind}</td></tr>",
-            source.name
+            source.name()
         ));
+        if let RuntimeSource::Docker(docker) = source {
+            // Docker allows only [a-zA-Z0-9_.-] in names: safe in HTML.
+            for target in &docker.targets().targets {
+                rows.push_str(&format!(
+                    "<tr><td>&nbsp;&nbsp;<a href=\"/containers/{0}/metrics\">{0}</a></td><td>container</td></tr>",
+                    target.name
+                ));
+            }
+        }
     }
     Html(format!(
         "<!doctype html><html><head><title>promrelay agent</title></head><body>\

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use agent::config::Config;
 use agent::service::Agent;
@@ -533,5 +534,66 @@ async fn the_tunnel_reaches_only_allowlisted_local_ports() {
             .await
             .status,
         StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_docker_source_without_its_daemon_is_reported_and_the_rest_served() {
+    let dir = testkit::TempDir::new("no-docker");
+    let socket = dir.join("docker.sock");
+    let agent = start(&format!(
+        "sources:\n\
+         - name: fine\n  exec: {{command: /usr/bin/printf, args: ['# HELP fine_metric Fine.\\n# TYPE fine_metric gauge\\nfine_metric 1\\n']}}\n\
+         - name: containers\n  labels: {{site: a}}\n  docker:\n    host: unix://{}\n    reconnect_backoff: {{min: 50ms, max: 1s}}\n",
+        socket.display()
+    ));
+    agent.runtime().settled(Duration::from_secs(10)).await;
+    let reply = get(&agent, "/metrics", &[SCRAPE]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let page = reply.text();
+    let outcome = testkit::promtool_check_metrics(&reply.body);
+    assert!(outcome.is_clean(), "{outcome:?}\n{page}");
+    for line in [
+        "fine_metric{exporter=\"fine\"} 1",
+        "promrelay_source_up{source=\"fine\"} 1",
+        "promrelay_docker_daemon_up{source=\"containers\"} 0",
+        "promrelay_docker_daemon_error{source=\"containers\",kind=\"unreachable\"} 1",
+        "promrelay_docker_containers{source=\"containers\"} 0",
+    ] {
+        assert!(
+            page.contains(&format!("{line}\n")),
+            "{line} missing:\n{page}"
+        );
+    }
+
+    // The docker source's own page says why it has none.
+    let reply = get(&agent, "/sources/containers/metrics", &[SCRAPE]).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert!(
+        reply.text().starts_with(&format!(
+            "docker source \"containers\" cannot follow its daemon: cannot connect to the Docker socket {}: ",
+            socket.display()
+        )),
+        "{}",
+        reply.text()
+    );
+    let reply = get(&agent, "/sources/containers/metrics?x=1", &[SCRAPE]).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+    // No container of that name, in listen mode and through the tunnel.
+    let reply = get(&agent, "/containers/web-1/metrics", &[SCRAPE]).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.text(), "no container named \"web-1\" is scraped\n");
+    let request = Request::get("/containers/web-1/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let response = agent.tunnel_router().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    let index = get(&agent, "/", &[]).await.text();
+    assert!(
+        index
+            .contains("<a href=\"/sources/containers/metrics\">containers</a></td><td>docker</td>"),
+        "{index}"
     );
 }

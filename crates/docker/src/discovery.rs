@@ -34,7 +34,7 @@
 //! The agent reads [`Discovery::targets`] (a cheap `Arc` clone of the
 //! latest [`Targets`]) at each scrape; nothing is scraped here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -316,6 +316,21 @@ impl Worker {
             problems: evaluation.problems,
             daemon: self.status.clone(),
         };
+        {
+            // The health series say only the kind: the log says what is
+            // wrong, once, when a problem appears.
+            let previous = self.published.borrow();
+            let known: HashSet<(&str, &str)> = previous
+                .problems
+                .iter()
+                .map(|p| (p.container.as_str(), p.message.as_str()))
+                .collect();
+            for problem in &targets.problems {
+                if !known.contains(&(problem.container.as_str(), problem.message.as_str())) {
+                    tracing::warn!(container = %problem.container, kind = problem.kind.as_str(), problem = %problem.message, "docker discovery: container cannot be scraped");
+                }
+            }
+        }
         self.published.send_if_modified(|current| {
             if **current == targets {
                 return false;

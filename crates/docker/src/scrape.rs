@@ -119,14 +119,16 @@ impl Scraper {
         targets: &[Arc<Target>],
         deadline: Instant,
     ) -> Vec<ContainerScrape> {
-        futures::stream::iter(targets.iter().map(|target| async move {
+        // Owned targets: a closure taking `&Arc<Target>` makes a future that
+        // is not `Send` for every lifetime, which an axum handler requires.
+        futures::stream::iter(targets.iter().cloned().map(|target| async move {
             let start = Instant::now();
-            let result = self.scrape(target, deadline).await;
+            let result = self.scrape(&target, deadline).await;
             if let Err(error) = &result {
                 tracing::warn!(container = %target.name, url = %target.url, kind = error.kind(), error = %error, "container scrape failed");
             }
             ContainerScrape {
-                target: Arc::clone(target),
+                target,
                 result,
                 duration: start.elapsed(),
             }

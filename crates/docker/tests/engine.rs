@@ -1,27 +1,25 @@
 //! Discovery against the real Docker engine.
 //!
-//! No image can be pulled, so each test compiles `examples/metrics_server.rs`
-//! (std only) into a static binary, builds an image `FROM scratch` around
-//! it, and runs containers of it under names and a label unique to the
-//! test run. A drop guard removes those containers, networks and the image
-//! even when an assertion fails. Docker must be available: these tests
-//! fail, never skip, without it.
+//! No image can be pulled, so each test builds one `FROM scratch` around a
+//! static metrics server of ours and runs containers of it under names and
+//! a label unique to the test run ([`testkit::docker::Fixture`], which
+//! removes them even when an assertion fails). Docker must be available:
+//! these tests fail, never skip, without it.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use docker::{
     ContainerScrape, DaemonStatus, Discovery, DockerConfig, DockerError, Origin, ProblemKind,
     Scraper, Targets,
 };
 use exposition::{Format, LabelSet, SourcePage};
+use testkit::docker::{docker, require_docker, Fixture};
 use testkit::{wait_for, TempDir};
 use tokio::runtime::Runtime;
 
@@ -29,177 +27,15 @@ use tokio::runtime::Runtime;
 /// is shared; discovery usually takes milliseconds.
 const NOTICE: Duration = Duration::from_secs(20);
 
-/// Runs `docker` and returns its stdout, or panics with its stderr.
-fn docker(args: &[&str]) -> String {
-    let output = Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run the docker CLI ({e}); these tests need Docker Engine and its CLI")
-        });
-    assert!(
-        output.status.success(),
-        "docker {} failed ({}): {}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// Fails (never skips) when the daemon cannot be used.
-fn require_docker() {
-    let output = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output();
-    match output {
-        Ok(output) if output.status.success() => {}
-        Ok(output) => panic!(
-            "Docker Engine is required by these tests and does not answer: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ),
-        Err(e) => {
-            panic!("Docker Engine is required by these tests; the docker CLI cannot run: {e}")
-        }
-    }
-}
-
-/// The containers, networks and image of one test, removed on drop.
-struct Fixture {
-    /// Unique per test run: prefixes every name, and the value of the
-    /// `promrelay.test` label on everything made.
-    run: String,
-    image: String,
-    dir: TempDir,
-}
-
-impl Fixture {
-    fn new(test: &str) -> Fixture {
-        require_docker();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let run = format!("prt-{test}-{}-{nanos}", std::process::id());
-        let dir = TempDir::new("docker-engine");
-        let fixture = Fixture {
-            image: format!("promrelay-test-metrics:{run}"),
-            run,
-            dir,
-        };
-        fixture.build_image();
-        fixture
-    }
-
-    /// A static metrics server in an image made `FROM scratch`.
-    fn build_image(&self) {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/metrics_server.rs");
-        let binary = self.dir.join("metrics_server");
-        let output = Command::new(rustc())
-            .args([
-                "--edition",
-                "2021",
-                "-O",
-                "-C",
-                "target-feature=+crt-static",
-            ])
-            .arg("-o")
-            .arg(&binary)
-            .arg(&source)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run rustc: {e}"));
-        assert!(
-            output.status.success(),
-            "rustc could not build a static metrics server: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        std::fs::write(
-            self.dir.join("Dockerfile"),
-            "FROM scratch\nCOPY metrics_server /metrics_server\nENTRYPOINT [\"/metrics_server\"]\n",
-        )
-        .unwrap();
-        let context = self.dir.path().to_str().unwrap();
-        docker(&[
-            "build",
-            "--quiet",
-            "--label",
-            &format!("promrelay.test={}", self.run),
-            "--tag",
-            &self.image,
-            context,
-        ]);
-    }
-
-    /// The full name of one of this run's containers or networks.
-    fn name(&self, short: &str) -> String {
-        format!("{}-{short}", self.run)
-    }
-
-    /// Starts a container; returns its ID.
-    fn run(&self, short: &str, args: &[&str]) -> String {
-        let name = self.name(short);
-        let label = format!("promrelay.test={}", self.run);
-        let mut all = vec!["run", "--detach", "--name", &name, "--label", &label];
-        all.extend_from_slice(args);
-        all.push(&self.image);
-        docker(&all)
-    }
-
-    /// The discovery configuration that sees only this run's containers.
-    fn config(&self) -> DockerConfig {
-        let mut config =
-            DockerConfig::with_host(&format!("unix://{}", docker_socket().display())).unwrap();
-        config.filters.label = vec![format!("promrelay.test={}", self.run)];
-        config.reconnect_backoff.min = settings::PromDuration(Duration::from_millis(50));
-        config.reconnect_backoff.max = settings::PromDuration(Duration::from_millis(500));
-        config
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        // Best effort, and quiet: a failed cleanup must not hide the
-        // assertion that failed.
-        let filter = format!("label=promrelay.test={}", self.run);
-        let list = |args: &[&str]| {
-            Command::new("docker")
-                .args(args)
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .split_whitespace()
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        };
-        let containers = list(&["ps", "--all", "--quiet", "--filter", &filter]);
-        if !containers.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "--force", "--volumes"])
-                .args(&containers)
-                .output();
-        }
-        let networks = list(&["network", "ls", "--quiet", "--filter", &filter]);
-        if !networks.is_empty() {
-            let _ = Command::new("docker")
-                .args(["network", "rm"])
-                .args(&networks)
-                .output();
-        }
-        let _ = Command::new("docker")
-            .args(["image", "rm", "--force", &self.image])
-            .output();
-    }
-}
-
-/// rustc next to the cargo that builds the tests, else the one on PATH.
-fn rustc() -> PathBuf {
-    let beside = Path::new(env!("CARGO")).with_file_name("rustc");
-    if beside.is_file() {
-        beside
-    } else {
-        PathBuf::from("rustc")
-    }
+/// The discovery configuration that sees only `fixture`'s containers.
+fn config(fixture: &Fixture) -> DockerConfig {
+    let mut config =
+        DockerConfig::with_host(&format!("unix://{}", testkit::docker::socket().display()))
+            .unwrap();
+    config.filters.label = vec![fixture.label()];
+    config.reconnect_backoff.min = settings::PromDuration(Duration::from_millis(50));
+    config.reconnect_backoff.max = settings::PromDuration(Duration::from_millis(500));
+    config
 }
 
 fn names(targets: &Targets) -> BTreeSet<String> {
@@ -326,16 +162,9 @@ fn replicas_and_a_probed_container_are_followed_through_events() {
     let fixture = Fixture::new("follow");
     let runtime = Runtime::new().unwrap();
     let _in_runtime = runtime.enter();
-    let network = fixture.name("net");
-    docker(&[
-        "network",
-        "create",
-        "--label",
-        &format!("promrelay.test={}", fixture.run),
-        &network,
-    ]);
+    let network = fixture.network("net");
     let host_port = testkit::free_port().to_string();
-    let project = fixture.run.as_str();
+    let project = fixture.run_id();
     let labelled = |replica: &str| {
         vec![
             "--label".to_owned(),
@@ -357,7 +186,7 @@ fn replicas_and_a_probed_container_are_followed_through_events() {
     // One replica runs before discovery starts: found by the first list.
     let web1_id = run("web-1", &labelled("web-1"));
 
-    let mut config = fixture.config();
+    let mut config = config(&fixture);
     config.probe_ports = vec![9200];
     config.network = Some(network.clone());
     let discovery = Discovery::start(&config).unwrap();
@@ -412,10 +241,7 @@ fn replicas_and_a_probed_container_are_followed_through_events() {
         let name = fixture.name(short);
         assert_eq!(label(&targets, &name, "container"), Some(name.as_str()));
         assert_eq!(label(&targets, &name, "container_id"), Some(&id[..12]));
-        assert_eq!(
-            label(&targets, &name, "image"),
-            Some(fixture.image.as_str())
-        );
+        assert_eq!(label(&targets, &name, "image"), Some(fixture.image()));
     }
     for short in ["web-1", "web-2"] {
         let name = fixture.name(short);
@@ -443,7 +269,7 @@ fn replicas_and_a_probed_container_are_followed_through_events() {
         let replica = result
             .target
             .name
-            .strip_prefix(&format!("{}-", fixture.run))
+            .strip_prefix(&format!("{}-", fixture.run_id()))
             .unwrap();
         let text = String::from_utf8_lossy(&page.body);
         assert!(text.contains(&format!("replica=\"{replica}\"")), "{text}");
@@ -567,7 +393,7 @@ fn bad_labels_and_garbage_pages_are_reported_and_the_rest_served() {
         ]
         .concat(),
     );
-    let config = fixture.config();
+    let config = config(&fixture);
     let discovery = Discovery::start(&config).unwrap();
     let scraper = Scraper::new(&config).unwrap();
     wait_for("the containers are listed", NOTICE, || {
@@ -636,18 +462,8 @@ fn an_unreachable_socket_is_reported_then_recovered_from() {
     assert!(targets.targets.is_empty());
 
     // The daemon appears at that path: discovery finds it by itself.
-    std::os::unix::fs::symlink(docker_socket(), &socket).unwrap();
+    std::os::unix::fs::symlink(testkit::docker::socket(), &socket).unwrap();
     wait_for("discovery reconnects", NOTICE, || {
         discovery.targets().daemon == DaemonStatus::Connected
     });
-}
-
-/// The daemon's socket, as the CLI is configured (DOCKER_HOST) or the
-/// default.
-fn docker_socket() -> PathBuf {
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| docker::config::DEFAULT_HOST.into());
-    PathBuf::from(
-        host.strip_prefix("unix://")
-            .unwrap_or_else(|| panic!("DOCKER_HOST={host}: these tests need a unix socket")),
-    )
 }

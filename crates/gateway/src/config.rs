@@ -20,6 +20,8 @@
 //! scrape:
 //!   default_timeout: 10s  # without X-Prometheus-Scrape-Timeout-Seconds
 //!   max_timeout: 60s      # the most honoured, whatever the header says
+//! push:                   # pushed groups, see push::PushConfig
+//!   default_ttl: 1h       # never, unless set (as Pushgateway)
 //! fanin:
 //!   concurrency: 64       # agent scrapes in flight per /metrics/connected
 //!   max_page_bytes: 67108864
@@ -63,6 +65,9 @@ pub struct GatewayFile {
     /// `/metrics/connected`.
     #[serde(default)]
     pub fanin: FaninSection,
+    /// Pushed groups: expiry rules and limits (see [`push::PushConfig`]).
+    #[serde(default)]
+    pub push: push::PushConfig,
 }
 
 /// `agents:`.
@@ -314,6 +319,9 @@ impl GatewayFile {
                 format!("must be between 1 and {MAX_FANIN_CONCURRENCY}"),
             ));
         }
+        if let Err(error) = self.push.validate() {
+            return Err(invalid(format!("push.{}", error.key), error.problem));
+        }
         if self.fanin.max_page_bytes == 0 {
             return Err(invalid(
                 "fanin.max_page_bytes".into(),
@@ -349,8 +357,16 @@ impl GatewayFile {
         Ok(auth)
     }
 
-    /// The first setting that differs from `running` and needs a restart.
-    pub fn restart_only_change(&self, running: &GatewayConfig) -> Option<&'static str> {
+    /// The first setting that differs from `running` (and the running push
+    /// store's settings) and needs a restart.
+    pub fn restart_only_change(
+        &self,
+        running: &GatewayConfig,
+        running_push: Option<&push::PushConfig>,
+    ) -> Option<&'static str> {
+        if running_push.is_some_and(|running| *running != self.push) {
+            return Some("push");
+        }
         let new = self.gateway_config();
         let changes: [(&'static str, bool); 7] = [
             ("agents.forget_after", new.retention != running.retention),
@@ -504,13 +520,27 @@ mod tests {
     #[test]
     fn restart_only_settings_are_named() {
         let running = GatewayConfig::default();
-        assert_eq!(parse("").unwrap().restart_only_change(&running), None);
+        let push = push::PushConfig::default();
+        assert_eq!(
+            parse("")
+                .unwrap()
+                .restart_only_change(&running, Some(&push)),
+            None
+        );
         let credentials_only = parse("agents:\n  client_certificates: true\n").unwrap();
-        assert_eq!(credentials_only.restart_only_change(&running), None);
+        assert_eq!(
+            credentials_only.restart_only_change(&running, Some(&push)),
+            None
+        );
         let resized = parse("fanin:\n  concurrency: 3\n").unwrap();
         assert_eq!(
-            resized.restart_only_change(&running),
+            resized.restart_only_change(&running, Some(&push)),
             Some("fanin.concurrency")
+        );
+        let expiring = parse("push:\n  default_ttl: 1h\n").unwrap();
+        assert_eq!(
+            expiring.restart_only_change(&running, Some(&push)),
+            Some("push")
         );
     }
 }

@@ -21,6 +21,8 @@
 
 use core::time::Duration;
 use std::path::PathBuf;
+
+use settings::PromDuration;
 use std::sync::Arc;
 
 pub mod auth;
@@ -96,6 +98,8 @@ pub struct Gateway {
     sources: ConfigSources,
     /// Configuration outside the gateway's own reloaded with it.
     companion: Option<ReloadCompanion>,
+    /// The pushed groups, served with the gateway's own metrics.
+    pub push: Option<Arc<push::PushStore>>,
     /// The PushProx clients: held polls and scrapes waiting for a push.
     pub pushprox: pushprox::Coordinator,
 }
@@ -124,15 +128,29 @@ pub struct ConfigSources {
     pub config_file: Option<PathBuf>,
     /// The file holding the token every agent without its own may use.
     pub shared_token_file: Option<PathBuf>,
+    /// `--push.default-ttl`: replaces the file's `push.default_ttl`.
+    pub push_default_ttl: Option<Duration>,
+    /// `--push.max-ttl`: replaces the file's `push.max_ttl`.
+    pub push_max_ttl: Option<Duration>,
 }
 
 impl ConfigSources {
     /// Reads both files: the whole configuration, or the first error.
     pub fn read(&self) -> Result<(GatewayFile, AgentAuth), ConfigError> {
-        let file = match &self.config_file {
+        let mut file = match &self.config_file {
             Some(path) => GatewayFile::load(path)?,
             None => GatewayFile::default(),
         };
+        if self.push_default_ttl.is_some() || self.push_max_ttl.is_some() {
+            let push = &mut file.push;
+            push.default_ttl = self.push_default_ttl.map(PromDuration).or(push.default_ttl);
+            push.max_ttl = self.push_max_ttl.map(PromDuration).or(push.max_ttl);
+            push.validate().map_err(|error| ConfigError::Invalid {
+                path: PathBuf::from("--push.default-ttl/--push.max-ttl"),
+                key: format!("push.{}", error.key),
+                problem: error.problem,
+            })?;
+        }
         let mut auth = file.agent_auth(None)?;
         if let Some(path) = self
             .shared_token_file
@@ -159,7 +177,8 @@ impl Gateway {
     /// that only takes effect at start was changed (see [`config`]).
     pub fn reload(&self) -> Result<(), ConfigError> {
         let result = self.sources.read().and_then(|(file, auth)| {
-            if let Some(key) = file.restart_only_change(&self.config) {
+            let running_push = self.push.as_ref().map(|store| store.config());
+            if let Some(key) = file.restart_only_change(&self.config, running_push) {
                 return Err(ConfigError::NeedsRestart {
                     path: self.sources.config_file.clone().unwrap_or_default(),
                     key,
@@ -177,6 +196,13 @@ impl Gateway {
         });
         self.metrics.config_reloaded(result.is_ok());
         result
+    }
+
+    /// Accepts pushes into `store` (the Pushgateway API) and serves its
+    /// groups at `/metrics`.
+    pub fn with_push(mut self, store: Arc<push::PushStore>) -> Gateway {
+        self.push = Some(store);
+        self
     }
 
     /// Reloads `companion` together with the gateway's own configuration
@@ -211,6 +237,7 @@ impl Gateway {
             auth: AuthHandle::new(auth),
             sources: ConfigSources::default(),
             companion: None,
+            push: None,
             metrics: GatewayMetrics::default(),
             pushprox: pushprox::Coordinator::new(config.retention, config.max_agents),
             config,

@@ -67,7 +67,8 @@ impl ScrapeOutcome {
 /// The way a scrape reached an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScrapeRoute {
-    /// `/agents/<agent>/metrics` and `/agents/<agent>/sources/<source>/metrics`.
+    /// `/agents/<agent>/metrics`, `/agents/<agent>/sources/<source>/metrics`
+    /// and `/agents/<agent>/containers/<container>/metrics`.
     Path,
     /// Absolute-form `GET http://<agent>:<port>/…` through a tunnel.
     ProxyUrl,

@@ -5,6 +5,7 @@
 //! | `GET /tunnel` | an agent opens its tunnel (WebSocket upgrade) |
 //! | `GET /agents/{agent}/metrics` | path mode: scrape the agent's `/metrics` |
 //! | `GET /agents/{agent}/sources/{source}/metrics` | path mode: scrape one source of the agent |
+//! | `GET /agents/{agent}/containers/{container}/metrics` | path mode: scrape one container of the agent's docker sources |
 //! | `GET /metrics/connected` | fan-in: every known agent's page merged into one (see [`crate::fanin`]) |
 //! | `GET /clients` | connected agents and PushProx clients in the PushProx / `file_sd` JSON shape |
 //! | `POST /poll`, `POST /push` | the PushProx client protocol (see [`crate::pushprox`]) |
@@ -12,7 +13,8 @@
 //! | `GET /-/healthy`, `GET /-/ready` | liveness and readiness |
 //! | `POST /-/reload`, `PUT /-/reload` | read the configuration again (see [`crate::config`]) |
 //! | `GET /` | the status page for people |
-//! | `GET /metrics` | the gateway's own metrics |
+//! | `GET /metrics` | the gateway's own metrics, and the pushed groups |
+//! | `PUT`/`POST`/`DELETE /metrics/job/…`, `GET /api/v1/metrics`, `/api/v1/status` | the Pushgateway API (see the `push` crate), when a push store is configured |
 //!
 //! # The upgrade
 //!
@@ -26,11 +28,11 @@
 //!
 //! # Path mode
 //!
-//! A scrape is forwarded as `GET /metrics` (or `GET /sources/{source}/metrics`)
-//! with the query string and the `Accept`, `Accept-Encoding` and
-//! `X-Prometheus-Scrape-Timeout-Seconds` headers; the agent's status,
-//! `Content-Type`, `Content-Encoding` and body are streamed back without
-//! buffering. The deadline for the agent's response head is the
+//! A scrape is forwarded as `GET /metrics` (or `GET /sources/{source}/metrics`,
+//! `GET /containers/{container}/metrics`) with the query string and the
+//! `Accept`, `Accept-Encoding` and `X-Prometheus-Scrape-Timeout-Seconds`
+//! headers; the agent's status, `Content-Type`, `Content-Encoding` and body
+//! are streamed back without buffering. The deadline for the agent's response head is the
 //! `X-Prometheus-Scrape-Timeout-Seconds` header (capped at
 //! [`GatewayConfig::max_scrape_timeout`](crate::GatewayConfig)), else the
 //! configured default; past it the answer is 504. An unknown agent gets
@@ -95,12 +97,16 @@ const FORWARDED_RESPONSE_HEADERS: [HeaderName; 2] = [CONTENT_TYPE, CONTENT_ENCOD
 /// with a verified client certificate carry a [`PeerIdentity`], which
 /// [`AgentAuth`](crate::AgentAuth) may accept as the agent's credential.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/tunnel", get(tunnel_upgrade))
         .route("/agents/{agent}/metrics", get(scrape_agent))
         .route(
             "/agents/{agent}/sources/{source}/metrics",
             get(scrape_source),
+        )
+        .route(
+            "/agents/{agent}/containers/{container}/metrics",
+            get(scrape_container),
         )
         .route("/clients", get(clients))
         .route("/poll", post(crate::pushprox::poll))
@@ -115,8 +121,16 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&gateway),
             proxy_url_mode,
-        ))
-        .with_state(gateway)
+        ));
+    let push = gateway
+        .push
+        .as_ref()
+        .map(|store| push::router(Arc::clone(store)));
+    let router = router.with_state(gateway);
+    match push {
+        Some(push) => router.merge(push),
+        None => router,
+    }
 }
 
 /// `proxy_url` mode: Prometheus, told to use the gateway as its proxy,
@@ -286,6 +300,24 @@ async fn scrape_source(
         );
     }
     let path = format!("/sources/{source}/metrics");
+    forward(&gateway, ScrapeRoute::Path, &agent, path, &uri, &headers).await
+}
+
+async fn scrape_container(
+    State(gateway): State<Arc<Gateway>>,
+    Path((agent, container)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    // Docker names are `[a-zA-Z0-9][a-zA-Z0-9_.-]*`: the same check keeps
+    // the forwarded path to one segment.
+    if validate_agent_name(&container).is_err() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("invalid container name {container:?}\n"),
+        );
+    }
+    let path = format!("/containers/{container}/metrics");
     forward(&gateway, ScrapeRoute::Path, &agent, path, &uri, &headers).await
 }
 
@@ -516,10 +548,19 @@ async fn reload(State(gateway): State<Arc<Gateway>>) -> Response {
 }
 
 async fn own_metrics(State(gateway): State<Arc<Gateway>>) -> Response {
-    let body = gateway.metrics.render(Occupancy {
-        agents: gateway.registry.counts(),
-        pushprox_clients: gateway.pushprox.clients().len(),
-    });
+    let mut body = gateway
+        .metrics
+        .render(Occupancy {
+            agents: gateway.registry.counts(),
+            pushprox_clients: gateway.pushprox.clients().len(),
+        })
+        .into_bytes();
+    // As Pushgateway does: the pushed groups on the same page, for a job
+    // with `honor_labels: true`.
+    if let Some(store) = &gateway.push {
+        body.extend_from_slice(store.render_metrics().as_bytes());
+        store.write_page(&mut body);
+    }
     (
         [(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))],
         body,

@@ -91,10 +91,23 @@ impl TestGateway {
 fn agent_router(name: &str, tag: &str) -> Router {
     let page = format!("# agent {name} ({tag})\nup 1\n");
     let source_page = format!("{name} ({tag})");
+    let container_page = source_page.clone();
     Router::new()
         .route(
             "/metrics",
             get(move || async move { ([(CONTENT_TYPE, PROM_TEXT)], page) }),
+        )
+        .route(
+            "/containers/{container}/metrics",
+            get(
+                move |Path(container): Path<String>, RawQuery(query): RawQuery| async move {
+                    let query = query.unwrap_or_default();
+                    (
+                        [(CONTENT_TYPE, PROM_TEXT)],
+                        format!("container {container} of {container_page} query={query}"),
+                    )
+                },
+            ),
         )
         .route(
             "/sources/{source}/metrics",
@@ -153,12 +166,24 @@ async fn path_mode_scrapes_stream_the_agents_pages() {
         "source db of node-1 (a) query=module=x&debug=1 accept=text/plain;version=0.0.4 timeout=7"
     );
 
-    // Only the two path shapes are forwarded.
+    // A container of the agent's docker sources.
+    let (status, body) = gw
+        .get_text("/agents/node-1/containers/shop-web-1/metrics?x=1")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "container shop-web-1 of node-1 (a) query=x=1");
+
+    // Only the three path shapes are forwarded.
     let (status, _) = gw.get_text("/agents/node-1/-/healthy").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    // A source name that is not a plain name is refused.
+    // A source or container name that is not a plain name is refused.
     let (status, _) = gw.get_text("/agents/node-1/sources/a%2Fb/metrics").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = gw
+        .get_text("/agents/node-1/containers/..%2Fmetrics/metrics")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.starts_with("invalid container name"), "{body}");
 }
 
 #[tokio::test]

@@ -14,27 +14,8 @@ use common::Server;
 
 const PYTHON: &str = "/usr/bin/python3";
 
-/// Runs a Python snippet with `prometheus_client` against `gateway`
-/// (`host:port`), failing the test with its stderr if it raises.
 fn python(gateway: &str, snippet: &str) {
-    let script = format!(
-        "import sys\n\
-         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram\n\
-         from prometheus_client import push_to_gateway, pushadd_to_gateway, delete_from_gateway\n\
-         gateway = sys.argv[1]\n\
-         registry = CollectorRegistry()\n\
-         {snippet}\n"
-    );
-    let output = Command::new(PYTHON)
-        .args(["-c", &script, gateway])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {PYTHON}: {e}"));
-    assert!(
-        output.status.success(),
-        "python failed ({}):\n{}\n{snippet}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    testkit::python_push(gateway, snippet);
 }
 
 fn page(server: &Server) -> String {

@@ -17,6 +17,8 @@
 //!   what promrelay serves is understood by other implementations.
 //! * [`tls`] makes a certificate authority and server and client
 //!   certificates on the spot.
+//! * [`docker`] builds a test image `FROM scratch` around a static metrics
+//!   server of ours and runs real containers of it, removed on drop.
 //!
 //! The kit never skips: when a required program is missing it panics and
 //! points at `scripts/test`, which installs everything the tests need.
@@ -29,6 +31,7 @@
 //! ```
 
 mod daemon;
+pub mod docker;
 mod http;
 mod programs;
 mod promtool;
@@ -40,7 +43,9 @@ pub use daemon::{find_program, free_port, wait_for, Daemon, READY_TIMEOUT};
 pub use http::{http_get, http_request, percent_encode, try_http_request, Response};
 pub use programs::{node_exporter, prometheus, pushgateway, tinyproxy, Prometheus};
 pub use promtool::{promtool_check_metrics, PromtoolOutcome};
-pub use python::{python_parse, PythonFamily, PythonParser, PythonSample, PythonSummary};
+pub use python::{
+    python_parse, python_push, PythonFamily, PythonParser, PythonSample, PythonSummary,
+};
 pub use tempdir::TempDir;
 
 /// The hint appended to every "program missing" panic.

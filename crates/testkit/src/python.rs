@@ -262,6 +262,37 @@ fn json_string(literal: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// Runs `snippet` with Python's `prometheus_client` as a real push client
+/// against the Pushgateway-compatible server at `gateway` (`host:port`).
+/// The snippet sees `gateway`, an empty `registry`, the metric classes
+/// (`Counter`, `Gauge`, `Histogram`) and `push_to_gateway`,
+/// `pushadd_to_gateway` and `delete_from_gateway`.
+///
+/// # Panics
+///
+/// If Python cannot run or the snippet raises (a push refused with an
+/// HTTP error raises); the message has Python's stderr.
+pub fn python_push(gateway: &str, snippet: &str) {
+    let script = format!(
+        "import sys\n\
+         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram\n\
+         from prometheus_client import push_to_gateway, pushadd_to_gateway, delete_from_gateway\n\
+         gateway = sys.argv[1]\n\
+         registry = CollectorRegistry()\n\
+         {snippet}\n"
+    );
+    let output = Command::new(PYTHON)
+        .args(["-c", &script, gateway])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {PYTHON}: {e}; {INSTALL_HINT}"));
+    assert!(
+        output.status.success(),
+        "python failed ({}):\n{}\n{snippet}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,12 @@
 //! Sources: where the agent's metrics come from.
 //!
-//! Every source answers one question, "give me your page now, within this
-//! deadline", and says how it failed when it cannot. The scrape module runs
-//! them side by side and merges what they return.
+//! An `http`, `exec` or `file` source ([`Source`]) answers one question,
+//! "give me your page now, within this deadline", and says how it failed
+//! when it cannot. A `docker` source ([`DockerSource`]) is a set of such
+//! pages, one per container, that changes as containers come and go. The
+//! scrape module runs them all side by side and merges what they return.
 
+pub mod docker;
 pub mod exec;
 pub mod file;
 pub mod http;
@@ -14,11 +17,12 @@ use bytes::Bytes;
 use exposition::Format;
 use tokio::time::Instant;
 
+pub use docker::DockerSource;
 pub use exec::{ExecSource, ParamRule};
 pub use file::FileSource;
 pub use http::HttpSource;
 
-/// A named source of one of the three kinds.
+/// A source that gives one page: one of the three kinds.
 #[derive(Debug)]
 pub enum Source {
     /// An HTTP exporter (boxed: its client is large, the others small).

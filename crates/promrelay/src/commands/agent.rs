@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use agent::config::{Config, ConfigError};
+use agent::config::{Config, ConfigError, FlagSources};
 use agent::egress::{Egress, EgressConfig, GatewayProtocol};
 use agent::service::Agent;
 use tokio::signal::unix::{signal, SignalKind};
@@ -81,6 +81,12 @@ pub(crate) struct Args {
     /// A file source, `NAME=GLOB` (repeatable).
     #[arg(long = "source.file", value_name = "NAME=GLOB")]
     file: Vec<String>,
+    /// A docker source, `NAME=HOST`: the containers of the Docker Engine
+    /// whose socket HOST names, e.g.
+    /// `containers=unix:///var/run/docker.sock` (repeatable). Every other
+    /// setting has its default; the configuration file sets them.
+    #[arg(long = "source.docker", value_name = "NAME=HOST")]
+    docker: Vec<String>,
     /// `--log.level` and `--log.format`.
     #[command(flatten)]
     log: LogArgs,
@@ -93,14 +99,19 @@ pub(crate) fn run(args: Args) -> ExitCode {
 
 fn loader(args: &Args) -> impl Fn() -> Result<Config, ConfigError> + Send + Sync + 'static {
     let file = args.config_file.clone();
-    let (http, exec, files) = (args.http.clone(), args.exec.clone(), args.file.clone());
+    let flags = FlagSources {
+        http: args.http.clone(),
+        exec: args.exec.clone(),
+        file: args.file.clone(),
+        docker: args.docker.clone(),
+    };
     let ports = args.allow_port.clone();
     move || {
         let mut config = match &file {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
-        config.add_flag_sources(&http, &exec, &files)?;
+        config.add_flag_sources(&flags)?;
         config.add_allowed_ports(&ports)?;
         Ok(config)
     }
@@ -115,6 +126,11 @@ fn load_web_config(path: Option<&PathBuf>) -> Result<WebConfig, String> {
 
 async fn serve(args: Args) -> Result<(), String> {
     let agent = Agent::start(Box::new(loader(&args))).map_err(|e| e.to_string())?;
+    // The first scrape then sees the containers already running.
+    agent
+        .runtime()
+        .settled(agent::service::DOCKER_SETTLE_TIMEOUT)
+        .await;
     let web_config = WebConfigHandle::new(load_web_config(args.web_config_file.as_ref())?);
     let egress = match &args.gateway_url {
         Some(url) => Some(egress(url, &args)?),

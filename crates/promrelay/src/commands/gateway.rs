@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gateway::{ConfigSources, Gateway, GatewayFile};
 use tokio::signal::unix::{signal, SignalKind};
@@ -39,6 +40,15 @@ pub(crate) struct Args {
     /// start creates) `<storage.path>/agent-token`.
     #[arg(long = "agents.token-file", value_name = "FILE")]
     agents_token_file: Option<PathBuf>,
+    /// How long a pushed group lives when no rule matches and the push asks
+    /// for nothing (Prometheus duration, e.g. `1h`). Default: forever, as
+    /// Pushgateway. Replaces `push.default_ttl` of the config file.
+    #[arg(long = "push.default-ttl", value_name = "DURATION", value_parser = parse_duration)]
+    push_default_ttl: Option<Duration>,
+    /// The longest TTL a push may ask for (`?ttl=` or `X-Push-TTL`).
+    /// Replaces `push.max_ttl` of the config file.
+    #[arg(long = "push.max-ttl", value_name = "DURATION", value_parser = parse_duration)]
+    push_max_ttl: Option<Duration>,
     /// `--log.level` and `--log.format`.
     #[command(flatten)]
     log: LogArgs,
@@ -77,9 +87,18 @@ async fn serve(args: Args) -> Result<(), String> {
     let sources = ConfigSources {
         config_file: args.config_file.clone(),
         shared_token_file,
+        push_default_ttl: args.push_default_ttl,
+        push_max_ttl: args.push_max_ttl,
     };
+    let (file, _) = sources.read().map_err(|e| e.to_string())?;
+    // Pushed groups live in <storage.path>/push; a push is answered only
+    // once it is on disk.
+    let push_dir = args.storage_path.join("push");
+    let store = push::PushStore::open(&push_dir, file.push)
+        .map_err(|e| format!("push store in {}: {e}", push_dir.display()))?;
     let gateway = Gateway::from_sources(sources)
         .map_err(|e| e.to_string())?
+        .with_push(store)
         .with_reload_companion(Box::new(move || {
             let config = load_web_config(web_file.as_ref())?;
             let handle = web_handle.clone();
@@ -102,6 +121,12 @@ async fn serve(args: Args) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    settings::PromDuration::parse(text)
+        .map(|duration| duration.0)
+        .map_err(|e| e.to_string())
 }
 
 fn load_web_config(path: Option<&PathBuf>) -> Result<WebConfig, String> {

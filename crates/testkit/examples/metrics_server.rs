@@ -1,5 +1,6 @@
 //! A tiny metrics server for the Docker tests: std only, so it links
-//! statically and runs in an image built `FROM scratch`.
+//! statically and runs in an image built `FROM scratch` (see
+//! `testkit::docker`, which compiles this file into every test image).
 //!
 //! It listens on `0.0.0.0:$PORT` (default 9100) and answers every request
 //! with a small exposition page naming `$REPLICA`. With `MODE=garbage` it
