@@ -33,7 +33,7 @@ pub mod write;
 
 pub use format::Format;
 pub use merge::{conflicts, merge, merge_in_chunks, MergeReport, SourcePage, TypeConflict};
-pub use model::{Family, Label, Labels, MetricType, Page, Sample};
+pub use model::{unescape, Family, Label, Labels, MetricType, Page, Sample};
 pub use parse::{parse, ParseError, ParseErrorKind};
 pub use relabel::{escape_label_value, LabelSet, LabelSetError};
 pub use validate::{validate_strict, Violation};

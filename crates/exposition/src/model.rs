@@ -310,7 +310,7 @@ impl<'a> Label<'a> {
 }
 
 /// Resolves `\\`, `\n` and (when `quote`) `\"`; other escapes are kept.
-pub(crate) fn unescape(text: &str, quote: bool) -> Cow<'_, str> {
+pub fn unescape(text: &str, quote: bool) -> Cow<'_, str> {
     if !text.contains('\\') {
         return Cow::Borrowed(text);
     }

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use exposition::{Format, MetricType};
+use exposition::{unescape, Format, MetricType};
 use serde_json::{json, Map, Value};
 
-use crate::body::{unescape, PUSH_FAILURE_TIME, PUSH_TIME};
+use crate::body::{PUSH_FAILURE_TIME, PUSH_TIME};
 use crate::format::{float, from_unix_millis, rfc3339};
 use crate::group::FamilyView;
 use crate::store::{GroupSnapshot, PushStore};

@@ -41,7 +41,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read as _;
 
 use exposition::parse::{is_label_name, is_metric_name};
-use exposition::{Format, MetricType, Sample};
+use exposition::{unescape, Format, MetricType, Sample};
 
 use crate::error::PushError;
 use crate::format::write_float;
@@ -644,29 +644,6 @@ pub(crate) fn escape_help(plain: &str) -> String {
             '\\' => out.push_str(r"\\"),
             '\n' => out.push_str(r"\n"),
             c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Resolves `\\`, `\n` and (with `quote`) `\"`; other escapes stay.
-pub(crate) fn unescape(text: &str, quote: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('\\') => out.push('\\'),
-            Some('n') => out.push('\n'),
-            Some('"') if quote => out.push('"'),
-            Some(other) => {
-                out.push('\\');
-                out.push(other);
-            }
-            None => out.push('\\'),
         }
     }
     out
