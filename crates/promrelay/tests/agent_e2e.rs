@@ -1,5 +1,7 @@
 //! `promrelay agent` as a process, scraped by a real Prometheus.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
@@ -186,16 +188,10 @@ fn a_bad_configuration_stops_the_agent_at_start_with_its_line() {
         "scrape_timeout: 10s\nsources:\n- name: a\n  exec: {command: /bin/echo}\n  colour: blue\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_promrelay"))
-        .args([
-            "agent",
-            &format!("--config.file={}", config.display()),
-            "--web.listen-address=127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = common::agent_start_error(&[
+        &format!("--config.file={}", config.display()),
+        "--web.listen-address=127.0.0.1:0",
+    ]);
     assert!(
         stderr.contains("unknown field `colour`") && stderr.contains("line 5"),
         "{stderr}"

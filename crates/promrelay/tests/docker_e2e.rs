@@ -361,16 +361,10 @@ fn an_unreachable_socket_is_reported_and_the_other_sources_served() {
     );
 
     // A socket that is no unix:// URL stops the agent at start, saying why.
-    let output = Command::new(env!("CARGO_BIN_EXE_promrelay"))
-        .args([
-            "agent",
-            "--web.listen-address=127.0.0.1:0",
-            "--source.docker=containers=/var/run/docker.sock",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = common::agent_start_error(&[
+        "--web.listen-address=127.0.0.1:0",
+        "--source.docker=containers=/var/run/docker.sock",
+    ]);
     assert!(
         stderr.contains("--source.docker=containers=/var/run/docker.sock: host: ")
             && stderr.contains("only unix:// sockets are supported"),

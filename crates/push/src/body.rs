@@ -995,16 +995,6 @@ mod tests {
         assert!(decode(b"a 1\nb 1\nc 1\n", false, &key(), limits).is_ok());
     }
 
-    fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
-        pairs
-            .iter()
-            .map(|(n, v)| LabelPair {
-                name: Some((*n).to_owned()),
-                value: Some((*v).to_owned()),
-            })
-            .collect()
-    }
-
     fn protobuf(families: &[MetricFamily]) -> Result<Push, PushError> {
         decode(&proto::write_delimited(families), true, &key(), LIMITS)
     }
@@ -1016,7 +1006,7 @@ mod tests {
             help: Some("multi\nline \\".to_owned()),
             r#type: Some(proto::MetricType::Histogram as i32),
             metric: vec![Metric {
-                label: labels(&[("b", "x\"y"), ("job", "body")]),
+                label: LabelPair::list(&[("b", "x\"y"), ("job", "body")]),
                 histogram: Some(proto::Histogram {
                     sample_count: Some(3),
                     sample_sum: Some(0.5),
@@ -1073,7 +1063,7 @@ mod tests {
             help: None,
             r#type: Some(proto::MetricType::Gauge as i32),
             metric: vec![Metric {
-                label: labels(label),
+                label: LabelPair::list(label),
                 gauge: Some(Gauge { value: Some(1.0) }),
                 ..Metric::default()
             }],

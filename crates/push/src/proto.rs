@@ -88,6 +88,19 @@ pub struct LabelPair {
     pub value: Option<String>,
 }
 
+impl LabelPair {
+    /// Label pairs from `(name, value)`s, as a client writes them.
+    pub fn list(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+        pairs
+            .iter()
+            .map(|(name, value)| LabelPair {
+                name: Some((*name).to_owned()),
+                value: Some((*value).to_owned()),
+            })
+            .collect()
+    }
+}
+
 /// A gauge's value.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Gauge {

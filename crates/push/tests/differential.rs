@@ -67,16 +67,6 @@ fn protobuf(
     )
 }
 
-fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
-    pairs
-        .iter()
-        .map(|(n, v)| LabelPair {
-            name: Some((*n).to_owned()),
-            value: Some((*v).to_owned()),
-        })
-        .collect()
-}
-
 fn family(
     name: &str,
     kind: proto::MetricType,
@@ -93,7 +83,7 @@ fn family(
 
 fn counter(pairs: &[(&str, &str)], value: f64) -> Metric {
     Metric {
-        label: labels(pairs),
+        label: LabelPair::list(pairs),
         counter: Some(Counter { value: Some(value) }),
         ..Metric::default()
     }
@@ -101,7 +91,7 @@ fn counter(pairs: &[(&str, &str)], value: f64) -> Metric {
 
 fn gauge(pairs: &[(&str, &str)], value: f64) -> Metric {
     Metric {
-        label: labels(pairs),
+        label: LabelPair::list(pairs),
         gauge: Some(Gauge { value: Some(value) }),
         ..Metric::default()
     }
@@ -138,7 +128,7 @@ fn protobuf_families() -> Vec<MetricFamily> {
             proto::MetricType::Histogram,
             Some("A histogram without its +Inf bucket."),
             vec![Metric {
-                label: labels(&[("path", "/a")]),
+                label: LabelPair::list(&[("path", "/a")]),
                 histogram: Some(Histogram {
                     sample_count: Some(7),
                     sample_sum: Some(2.5),

@@ -7,6 +7,18 @@ use std::process::Command;
 
 use testkit::{free_port, Daemon, TempDir};
 
+/// Runs `promrelay agent` with `args`, which must make it fail at start;
+/// returns what it wrote to stderr.
+pub(crate) fn agent_start_error(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_promrelay"))
+        .arg("agent")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the agent started with {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// `promrelay gateway` on a free loopback port with its storage in
 /// `<dir>/data` (so its agent token is `<dir>/data/agent-token`), ready
 /// once `/-/ready` answers.
