@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use docker::DockerConfig;
+use push::PushConfig;
 use serde::{Deserialize, Deserializer};
 
 use crate::duration::PromDuration;
@@ -64,7 +65,7 @@ impl Default for Config {
 }
 
 /// One source: a name, labels, and exactly one of `http`, `exec`, `file`,
-/// `docker`.
+/// `docker`, `push`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
@@ -84,6 +85,12 @@ pub struct SourceConfig {
     /// `docker:` means every default.
     #[serde(default, deserialize_with = "null_is_default")]
     pub docker: Option<DockerConfig>,
+    /// Groups pushed to the agent with the Pushgateway API, kept in
+    /// `--storage.path` until they expire: the same settings as the
+    /// gateway's `push:` section. A bare `push:` means every default. At
+    /// most one per agent; its settings take effect at restart.
+    #[serde(default, deserialize_with = "null_is_default")]
+    pub push: Option<PushConfig>,
 }
 
 /// A key given with no value (`docker:`) is the section with its defaults,
@@ -317,6 +324,7 @@ impl Config {
             exec: None,
             file: None,
             docker: None,
+            push: None,
         };
         for value in &flags.http {
             let (name, url) = split("http", "URL", value)?;
@@ -374,6 +382,13 @@ impl Config {
             self.sources.push(SourceConfig {
                 docker: Some(docker),
                 ..blank(name)
+            });
+        }
+        // The name is checked with the others' by `validate`.
+        for name in &flags.push {
+            self.sources.push(SourceConfig {
+                push: Some(PushConfig::default()),
+                ..blank(name.clone())
             });
         }
         self.validate()
@@ -434,11 +449,12 @@ impl Config {
                 source.exec.is_some(),
                 source.file.is_some(),
                 source.docker.is_some(),
+                source.push.is_some(),
             ];
             if kinds.iter().filter(|&&k| k).count() != 1 {
                 return Err(invalid(
                     at(""),
-                    "give exactly one of http, exec, file or docker".into(),
+                    "give exactly one of http, exec, file, docker or push".into(),
                 ));
             }
             exposition::LabelSet::new(&source.labels)
@@ -470,6 +486,20 @@ impl Config {
                     return Err(invalid(
                         at(": file"),
                         "max_file_size and max_files must be above zero".into(),
+                    ));
+                }
+            }
+            if let Some(push) = &source.push {
+                push.validate().map_err(|problem| {
+                    invalid(at(&format!(": push.{}", problem.key)), problem.problem)
+                })?;
+                if let Some(first) = self.sources[..index].iter().find(|s| s.push.is_some()) {
+                    return Err(invalid(
+                        at(": push"),
+                        format!(
+                            "source {:?} already takes the pushes; an agent has one push API",
+                            first.name
+                        ),
                     ));
                 }
             }
@@ -516,6 +546,8 @@ pub struct FlagSources {
     pub file: Vec<String>,
     /// `NAME=HOST`, the Engine API socket as `unix:///path`.
     pub docker: Vec<String>,
+    /// `NAME`: a push source with default settings.
+    pub push: Vec<String>,
 }
 
 type FieldProblem = (&'static str, String);
@@ -689,7 +721,9 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_where() {
         let cases = [
-            ("sources:\n  - name: a\n", "exactly one of http, exec, file or docker"),
+            ("sources:\n  - name: a\n", "exactly one of http, exec, file, docker or push"),
+            ("sources:\n  - name: a\n    file: {glob: x}\n    push: {}\n", "exactly one of"),
+            ("sources:\n  - name: a\n    push: {max_groups: 0}\n", "sources[0] \"a\": push.max_groups"),
             ("sources:\n  - name: a\n    file: {glob: x}\n    docker: {}\n", "exactly one of"),
             ("sources:\n  - name: a\n    docker: {host: 'tcp://127.0.0.1:2375'}\n", "sources[0] \"a\": docker.host: "),
             ("sources:\n  - name: a\n    docker: {probe_ports: [0]}\n", "sources[0] \"a\": docker.probe_ports: port 0"),
@@ -726,10 +760,12 @@ mod tests {
                 exec: vec!["script=/bin/echo a b".into()],
                 file: vec!["files=/tmp/*.prom".into()],
                 docker: vec!["containers=unix:///run/docker.sock".into()],
+                push: vec!["jobs".into()],
             })
             .unwrap();
         let names: Vec<_> = config.sources.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["node", "script", "files", "containers"]);
+        assert_eq!(names, ["node", "script", "files", "containers", "jobs"]);
+        assert_eq!(config.sources[4].push, Some(PushConfig::default()));
         assert_eq!(config.sources[1].exec.as_ref().unwrap().args, ["a", "b"]);
         assert_eq!(
             config.sources[3].docker,

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exposition::LabelSet;
+use push::PushStore;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, ConfigError, SourceConfig};
 use crate::source::exec::{BackgroundGuard, ExecSpec, ParamTarget};
-use crate::source::{DockerSource, ExecSource, FileSource, HttpSource, ParamRule, Source};
+use crate::source::{
+    DockerSource, ExecSource, FileSource, HttpSource, ParamRule, PushSource, Source,
+};
 
 /// One configured source that gives one page, ready to scrape.
 #[derive(Debug)]
@@ -29,7 +32,7 @@ pub struct NamedSource {
 /// One configured source as it runs.
 #[derive(Debug)]
 pub enum RuntimeSource {
-    /// An `http`, `exec` or `file` source: one page.
+    /// An `http`, `exec`, `file` or `push` source: one page.
     Page(NamedSource),
     /// A `docker` source: one page per container.
     Docker(DockerSource),
@@ -63,12 +66,13 @@ impl Runtime {
     /// Builds every source; fails without lasting side effects when one
     /// cannot be built. Background commands start only once all sources are
     /// built; docker discoveries start as they are built, and stop again if
-    /// a later source fails.
+    /// a later source fails. A `push` source serves `push`, the agent's
+    /// store, and cannot be built without one.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime (docker discovery runs as a task).
-    pub fn build(config: Config) -> Result<Runtime, ConfigError> {
+    pub fn build(config: Config, push: Option<&Arc<PushStore>>) -> Result<Runtime, ConfigError> {
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_commands));
         let mut sources = Vec::with_capacity(config.sources.len());
         for (index, source) in config.sources.iter().enumerate() {
@@ -91,7 +95,16 @@ impl Runtime {
                 continue;
             }
             let labels = LabelSet::new(first).map_err(|e| invalid(e.to_string()))?;
-            let built = build_source(source, &limiter).map_err(invalid)?;
+            let built = match (&source.push, push) {
+                (Some(_), Some(store)) => Source::Push(PushSource::new(Arc::clone(store))),
+                (Some(_), None) => {
+                    return Err(invalid(
+                        "a push source keeps what it acknowledges on disk: give the agent --storage.path"
+                            .into(),
+                    ))
+                }
+                (None, _) => build_source(source, &limiter).map_err(invalid)?,
+            };
             sources.push(RuntimeSource::Page(NamedSource {
                 name: source.name.clone(),
                 labels: Arc::new(labels),
@@ -153,6 +166,14 @@ impl Runtime {
     /// a page without containers for a moment.
     pub async fn settled(&self, timeout: Duration) {
         futures::future::join_all(self.docker_sources().map(|d| d.settled(timeout))).await;
+    }
+
+    /// The push source, if there is one.
+    pub fn push_source(&self) -> Option<&PushSource> {
+        self.page_sources().find_map(|s| match &s.source {
+            Source::Push(push) => Some(push),
+            _ => None,
+        })
     }
 
     /// The upper bound of one scrape.

@@ -84,6 +84,9 @@ pub struct AgentSeries {
     pub reload_ok: bool,
     /// When the configuration last loaded successfully (Unix seconds).
     pub reload_time: f64,
+    /// The push store's own series (text 0.0.4), when the agent takes
+    /// pushes.
+    pub push: Option<String>,
 }
 
 /// Scrapes `sources` concurrently; each gets the query parameters its own
@@ -508,6 +511,9 @@ fn agent_series(text: &mut String, agent: &AgentSeries) {
         "promrelay_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(push) = &agent.push {
+        text.push_str(push);
+    }
 }
 
 /// One family of the sources' extra series, gathered across sources.

@@ -7,6 +7,8 @@
 //! - `GET /containers/<name>/metrics`: one container's page as it gave it,
 //!   from the first docker source (in configuration order) that has a
 //!   container of that name.
+//! - With a `push` source, Pushgateway's push API
+//!   (`PUT|POST|DELETE /metrics/job/...`, `/api/v1/...`; see [`push::routes`]).
 //! - `GET /-/healthy`, `GET /-/ready`, `POST|PUT /-/reload`.
 //! - `GET /`: a short page for people.
 //!
@@ -16,6 +18,7 @@
 //! other parameter is refused with 400.
 
 use std::io::Write as _;
+use std::path::Path as FsPath;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,6 +30,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use exposition::Format;
+use push::PushStore;
 use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError};
@@ -52,6 +56,8 @@ pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Syn
 /// The agent: the running configuration and what its endpoints share.
 pub struct Agent {
     runtime: ArcSwap<Runtime>,
+    /// The pushed groups: opened once, kept across reloads.
+    push: Option<Arc<PushStore>>,
     loader: ConfigLoader,
     scrapes: AtomicU64,
     /// Held only to update or read two fields, never across an await.
@@ -81,16 +87,46 @@ fn now_seconds() -> f64 {
 }
 
 impl Agent {
-    /// Loads and starts the first configuration.
+    /// Loads and starts the first configuration, which cannot have a push
+    /// source (it needs a storage directory, see
+    /// [`Agent::start_with_storage`]).
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime when the configuration has a docker source
     /// (see [`Runtime::build`]).
     pub fn start(loader: ConfigLoader) -> Result<Arc<Agent>, ConfigError> {
-        let runtime = Runtime::build(loader()?)?;
+        Agent::start_with_storage(loader, None)
+    }
+
+    /// Loads and starts the first configuration; a push source keeps its
+    /// groups in `<storage>/push`, restored from there first.
+    ///
+    /// # Panics
+    ///
+    /// As [`Agent::start`].
+    pub fn start_with_storage(
+        loader: ConfigLoader,
+        storage: Option<&FsPath>,
+    ) -> Result<Arc<Agent>, ConfigError> {
+        let config = loader()?;
+        let push = match (push_source(&config), storage) {
+            (Some((_, settings)), Some(storage)) => {
+                let dir = storage.join("push");
+                let store =
+                    PushStore::open(&dir, settings.clone()).map_err(|e| ConfigError::Invalid {
+                        at: format!("--storage.path={}", storage.display()),
+                        problem: e.to_string(),
+                    })?;
+                Some(store)
+            }
+            // Runtime::build says what is missing.
+            (Some(_), None) | (None, _) => None,
+        };
+        let runtime = Runtime::build(config, push.as_ref())?;
         Ok(Arc::new(Agent {
             runtime: ArcSwap::from_pointee(runtime),
+            push,
             loader,
             scrapes: AtomicU64::new(0),
             reload: Mutex::new(ReloadState {
@@ -105,7 +141,9 @@ impl Agent {
     /// in whole. On error nothing changes and the old one keeps serving.
     pub async fn reload(&self) -> Result<(), ConfigError> {
         let _one_at_a_time = self.reloading.lock().await;
-        let built = (self.loader)().and_then(Runtime::build);
+        let built = (self.loader)()
+            .and_then(|config| self.same_push_source(&config).map(|()| config))
+            .and_then(|config| Runtime::build(config, self.push.as_ref()));
         if let Ok(runtime) = &built {
             runtime.settled(DOCKER_SETTLE_TIMEOUT).await;
         }
@@ -131,6 +169,32 @@ impl Agent {
         }
     }
 
+    /// Whether `config` has the push source the agent started with: the
+    /// store is opened once, so adding, removing or changing one needs a
+    /// restart. Renaming it or changing its labels does not.
+    fn same_push_source(&self, config: &Config) -> Result<(), ConfigError> {
+        let running = self.push.as_ref().map(|store| store.config());
+        let change = match (push_source(config), running) {
+            (None, None) => return Ok(()),
+            (Some((_, new)), Some(running)) if new == running => return Ok(()),
+            (Some((at, _)), Some(_)) => (at, "its settings change"),
+            (Some((at, _)), None) => (at, "it is new"),
+            (None, Some(_)) => ("sources".to_owned(), "the push source is removed"),
+        };
+        Err(ConfigError::Invalid {
+            at: change.0,
+            problem: format!(
+                "the push source takes effect at restart, and {}: restart the agent to apply it",
+                change.1
+            ),
+        })
+    }
+
+    /// The pushed groups, when the configuration has a push source.
+    pub fn push_store(&self) -> Option<&Arc<PushStore>> {
+        self.push.as_ref()
+    }
+
     /// The configuration in use.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.runtime.load_full()
@@ -138,6 +202,10 @@ impl Agent {
 
     /// The HTTP endpoints.
     pub fn router(self: &Arc<Self>) -> Router {
+        let pushes = match &self.push {
+            Some(store) => push::router(Arc::clone(store)),
+            None => Router::new(),
+        };
         Router::new()
             .route("/", get(index))
             .route("/metrics", get(metrics))
@@ -147,6 +215,7 @@ impl Agent {
             .route("/-/ready", get(|| async { "Ready.\n" }))
             .route("/-/reload", post(reload).put(reload))
             .with_state(Arc::clone(self))
+            .merge(pushes)
     }
 
     /// The endpoints served through the tunnel: [`Agent::router`] and the
@@ -303,6 +372,7 @@ async fn metrics(
         scrapes,
         reload_ok: reload.ok,
         reload_time: reload.time,
+        push: agent.push.as_ref().map(|store| store.render_metrics()),
     };
     let format = negotiate(&headers);
     let body = render(&scrape, &series, format);
@@ -412,6 +482,7 @@ async fn index(State(agent): State<Arc<Agent>>) -> Html<String> {
                 crate::source::Source::Http(_) => "http",
                 crate::source::Source::Exec(_) => "exec",
                 crate::source::Source::File(_) => "file",
+                crate::source::Source::Push(_) => "push",
             },
             RuntimeSource::Docker(_) => "docker",
         };
@@ -434,6 +505,22 @@ async fn index(State(agent): State<Arc<Agent>>) -> Html<String> {
          <h1>promrelay agent</h1><p><a href=\"/metrics\">Merged metrics</a></p>\
          <table><tr><th>source</th><th>kind</th></tr>{rows}</table></body></html>"
     ))
+}
+
+/// The push source of `config`, where it is (for messages) and its
+/// settings.
+fn push_source(config: &Config) -> Option<(String, &push::PushConfig)> {
+    config
+        .sources
+        .iter()
+        .enumerate()
+        .find_map(|(index, source)| {
+            let settings = source.push.as_ref()?;
+            Some((
+                format!("sources[{index}] {:?}: push", source.name),
+                settings,
+            ))
+        })
 }
 
 fn negotiate(headers: &HeaderMap) -> Format {

@@ -1,7 +1,8 @@
 //! `promrelay gateway` as a Pushgateway: a real Python client pushes, a
 //! real Prometheus scrapes the groups with `honor_labels: true`, a group
 //! with a TTL disappears at its deadline, and acknowledged pushes survive
-//! `kill -9`.
+//! `kill -9`. The same for a job on the private side that pushes to its
+//! local agent, whose groups reach Prometheus through the tunnel.
 
 mod common;
 
@@ -109,4 +110,97 @@ fn a_group_with_a_ttl_disappears_and_acknowledged_pushes_survive_kill_9() {
         );
     }
     assert!(!after.contains("short_lived"));
+}
+
+/// An egress agent named `edge` with a push source `jobs`, taking pushes on
+/// `push_addr` and keeping them in `storage`.
+fn push_agent(gateway: &Daemon, push_addr: SocketAddr, storage: &std::path::Path) -> Daemon {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_promrelay"));
+    command
+        .arg("agent")
+        .arg(format!("--gateway.url=http://{}", gateway.addr()))
+        .arg("--agent.name=edge")
+        .arg(format!(
+            "--agent.token-file={}",
+            gateway.dir().join("data/agent-token").display()
+        ))
+        .arg(format!("--web.listen-address={push_addr}"))
+        .arg(format!("--storage.path={}", storage.display()))
+        .arg("--source.push=jobs");
+    let agent = Daemon::start(command, push_addr, "/-/ready", TempDir::new("agent"));
+    testkit::wait_for("the agent's tunnel", Duration::from_secs(15), || {
+        http_get(&gateway.url("/agents/edge/metrics"), &[]).status == 200
+    });
+    agent
+}
+
+#[test]
+fn jobs_push_to_their_agent_and_prometheus_reads_them_through_the_gateway() {
+    let gateway = common::gateway(TempDir::new("gateway"));
+    let storage = TempDir::new("agent-storage");
+    let push_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut agent = push_agent(&gateway, push_addr, storage.path());
+
+    // An unmodified client, pointed at the agent.
+    python_push(
+        &push_addr.to_string(),
+        "g = Gauge('backup_last_success_seconds', 'When the backup last succeeded.', registry=registry)\n\
+         g.set(1700000000)\n\
+         push_to_gateway(gateway, job='backup', registry=registry, grouping_key={'instance': 'db-1'})",
+    );
+    let short = http_request(
+        "PUT",
+        &format!("http://{push_addr}/metrics/job/short"),
+        &[("X-Push-TTL", "2s")],
+        b"short_lived 1\n",
+    );
+    assert_eq!(short.status, 200, "{}", short.text());
+    let through = || {
+        http_get(&gateway.url("/agents/edge/metrics"), &[])
+            .text()
+            .to_owned()
+    };
+    let page = through();
+    assert!(
+        page.contains(
+            "backup_last_success_seconds{exporter=\"jobs\",instance=\"db-1\",job=\"backup\"} 1.7e+09"
+        ),
+        "{page}"
+    );
+    assert!(page.contains("short_lived{exporter=\"jobs\",instance=\"\",job=\"short\"} 1"));
+    assert!(testkit::promtool_check_metrics(page.as_bytes()).parse_ok());
+
+    let prometheus = prometheus(&format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n\
+         - job_name: edge\n  honor_labels: true\n  metrics_path: /agents/edge/metrics\n\
+         \x20 static_configs:\n  - targets: ['{}']\n",
+        gateway.addr()
+    ));
+    prometheus.wait_has_result(
+        "backup_last_success_seconds{job=\"backup\",instance=\"db-1\",exporter=\"jobs\"}",
+    );
+
+    testkit::wait_for(
+        "the group with a 2s TTL to expire behind the tunnel",
+        Duration::from_secs(15),
+        || !through().contains("short_lived"),
+    );
+
+    // Acknowledged by the agent means on the agent's disk.
+    agent.kill();
+    drop(agent);
+    let _agent = push_agent(&gateway, push_addr, storage.path());
+    let page = through();
+    assert!(
+        page.contains("backup_last_success_seconds{exporter=\"jobs\""),
+        "{page}"
+    );
+    assert!(!page.contains("short_lived"));
+}
+
+#[test]
+fn an_agent_with_a_push_source_needs_a_storage_path() {
+    let error =
+        common::agent_start_error(&["--source.push=jobs", "--web.listen-address=127.0.0.1:0"]);
+    assert!(error.contains("--storage.path"), "{error}");
 }

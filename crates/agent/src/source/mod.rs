@@ -1,6 +1,6 @@
 //! Sources: where the agent's metrics come from.
 //!
-//! An `http`, `exec` or `file` source ([`Source`]) answers one question,
+//! An `http`, `exec`, `file` or `push` source ([`Source`]) answers one question,
 //! "give me your page now, within this deadline", and says how it failed
 //! when it cannot. A `docker` source ([`DockerSource`]) is a set of such
 //! pages, one per container, that changes as containers come and go. The
@@ -10,6 +10,7 @@ pub mod docker;
 pub mod exec;
 pub mod file;
 pub mod http;
+pub mod push;
 
 use std::time::Duration;
 
@@ -21,8 +22,9 @@ pub use docker::DockerSource;
 pub use exec::{ExecSource, ParamRule};
 pub use file::FileSource;
 pub use http::HttpSource;
+pub use push::PushSource;
 
-/// A source that gives one page: one of the three kinds.
+/// A source that gives one page: one of the four kinds.
 #[derive(Debug)]
 pub enum Source {
     /// An HTTP exporter (boxed: its client is large, the others small).
@@ -31,6 +33,8 @@ pub enum Source {
     Exec(ExecSource),
     /// `.prom` files.
     File(FileSource),
+    /// Groups pushed to the agent.
+    Push(PushSource),
 }
 
 impl Source {
@@ -40,6 +44,7 @@ impl Source {
             Source::Http(source) => source.scrape(ctx).await,
             Source::Exec(source) => source.scrape(ctx).await,
             Source::File(source) => source.scrape(ctx).await,
+            Source::Push(source) => Ok(source.scrape()),
         }
     }
 
@@ -47,7 +52,7 @@ impl Source {
     pub fn params(&self) -> &[ParamRule] {
         match self {
             Source::Exec(source) => &source.spec().params,
-            Source::Http(_) | Source::File(_) => &[],
+            Source::Http(_) | Source::File(_) | Source::Push(_) => &[],
         }
     }
 }

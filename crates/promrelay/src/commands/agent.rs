@@ -21,7 +21,8 @@ pub(crate) struct Args {
     config_file: Option<PathBuf>,
     /// Where to listen: `HOST:PORT`, or `:PORT` for every interface.
     /// Default `:9437`; with `--gateway.url` nothing listens unless this is
-    /// given.
+    /// given, except `127.0.0.1:9437` for local jobs when there is a push
+    /// source.
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     listen_address: Option<String>,
     /// The gateway to connect out to (egress mode), e.g.
@@ -87,6 +88,16 @@ pub(crate) struct Args {
     /// setting has its default; the configuration file sets them.
     #[arg(long = "source.docker", value_name = "NAME=HOST")]
     docker: Vec<String>,
+    /// A push source, `NAME`: jobs push their groups to this agent with
+    /// the Pushgateway API, and they are served on its page until they
+    /// expire (settings: a `push:` source in the configuration file).
+    /// Needs `--storage.path`.
+    #[arg(long = "source.push", value_name = "NAME")]
+    push: Vec<String>,
+    /// Where the agent keeps what it must not lose: a push source's groups
+    /// (in `DIR/push`).
+    #[arg(long = "storage.path", value_name = "DIR")]
+    storage_path: Option<PathBuf>,
     /// `--log.level` and `--log.format`.
     #[command(flatten)]
     log: LogArgs,
@@ -104,6 +115,7 @@ fn loader(args: &Args) -> impl Fn() -> Result<Config, ConfigError> + Send + Sync
         exec: args.exec.clone(),
         file: args.file.clone(),
         docker: args.docker.clone(),
+        push: args.push.clone(),
     };
     let ports = args.allow_port.clone();
     move || {
@@ -125,7 +137,8 @@ fn load_web_config(path: Option<&PathBuf>) -> Result<WebConfig, String> {
 }
 
 async fn serve(args: Args) -> Result<(), String> {
-    let agent = Agent::start(Box::new(loader(&args))).map_err(|e| e.to_string())?;
+    let agent = Agent::start_with_storage(Box::new(loader(&args)), args.storage_path.as_deref())
+        .map_err(|e| e.to_string())?;
     // The first scrape then sees the containers already running.
     agent
         .runtime()
@@ -137,10 +150,12 @@ async fn serve(args: Args) -> Result<(), String> {
         None => None,
     };
     // In egress mode nothing listens unless asked: the point is a host
-    // that accepts no connection.
+    // that accepts no connection. Local jobs must still reach a push
+    // source, so then the agent listens on loopback only.
     let listen = match (&args.listen_address, &egress) {
         (Some(address), _) => Some(address.clone()),
         (None, None) => Some(DEFAULT_LISTEN.to_owned()),
+        (None, Some(_)) if agent.push_store().is_some() => Some(LOCAL_PUSH_LISTEN.to_owned()),
         (None, Some(_)) => None,
     };
     let listener = match &listen {
@@ -185,6 +200,8 @@ async fn serve(args: Args) -> Result<(), String> {
 }
 
 const DEFAULT_LISTEN: &str = ":9437";
+/// Where an agent in egress mode takes pushes when no address is given.
+const LOCAL_PUSH_LISTEN: &str = "127.0.0.1:9437";
 
 /// `--gateway.protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
