@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use crate::io::Heard;
 use crate::proxy::ProxyConfig;
 use crate::{
     ws_config, TunnelError, WsIo, AGENT_HEADER, INITIAL_CONNECTION_WINDOW, INITIAL_STREAM_WINDOW,
@@ -165,6 +166,13 @@ fn websocket_uri(url: &str) -> Result<Uri, TunnelError> {
         .map_err(|_| invalid("not a URI"))
 }
 
+/// How long the agent waits, hearing nothing from the gateway, before it
+/// counts the tunnel as dead. The gateway sends something at least every
+/// [`KEEPALIVE_INTERVAL`]: a ping, or data; twice that plus the ping
+/// timeout leaves room for a busy gateway.
+pub const SILENCE_LIMIT: core::time::Duration =
+    core::time::Duration::from_secs(2 * KEEPALIVE_INTERVAL.as_secs() + KEEPALIVE_TIMEOUT.as_secs());
+
 /// Serves `router` over the tunnel as an HTTP/2 server until the tunnel
 /// ends or `shutdown` completes.
 ///
@@ -172,6 +180,9 @@ fn websocket_uri(url: &str) -> Result<Uri, TunnelError> {
 /// so concurrent scrapes are multiplexed and bodies stream with per-stream
 /// flow control. HTTP/2 pings every [`KEEPALIVE_INTERVAL`] detect a dead
 /// tunnel (one whose ping is not answered within [`KEEPALIVE_TIMEOUT`]).
+/// Before the gateway starts HTTP/2 (at its first request) there are no
+/// HTTP/2 pings, but the gateway pings over the WebSocket as often: a
+/// tunnel that has been silent for [`SILENCE_LIMIT`] is dead too.
 ///
 /// When `shutdown` completes, the server sends GOAWAY, lets the requests
 /// in flight finish and then returns `Ok(())`. It also returns `Ok(())` when
@@ -186,7 +197,8 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Future<Output = ()> + Send,
 {
-    let io = TokioIo::new(WsIo::new(ws));
+    let heard = Arc::new(Heard::new());
+    let io = TokioIo::new(WsIo::new(ws).with_heard(Arc::clone(&heard)));
     let service = TowerToHyperService::new(router);
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -200,6 +212,7 @@ where
     tokio::pin!(shutdown);
     tokio::select! {
         result = connection.as_mut() => return result.map_err(TunnelError::Http2),
+        silent = heard.silence(SILENCE_LIMIT) => return Err(TunnelError::Silent(silent)),
         () = &mut shutdown => {}
     }
     connection.as_mut().graceful_shutdown();

@@ -75,6 +75,16 @@ pub enum TunnelError {
     /// The tunnel is closed: no more requests can be sent over it.
     #[error("the tunnel is closed")]
     Closed,
+    /// The other side did not answer a ping in time.
+    #[error("no answer to a keepalive ping within {0:?}")]
+    KeepaliveTimeout(core::time::Duration),
+    /// Nothing came from the other side for this long, although it pings
+    /// more often.
+    #[error("nothing heard for {0:?}")]
+    Silent(core::time::Duration),
+    /// The other side broke the tunnel's protocol.
+    #[error("tunnel protocol: {0}")]
+    Protocol(&'static str),
 }
 
 impl From<tungstenite::Error> for TunnelError {

@@ -1,14 +1,25 @@
 //! The gateway's side: accept the agent's WebSocket, then be the HTTP/2
 //! client of the agent.
+//!
+//! HTTP/2 starts at the first request, not when the tunnel opens. Until
+//! then the gateway holds only the WebSocket and pings the agent over it:
+//! an HTTP/2 client connection keeps tens of KiB of buffers (write buffer,
+//! codec, request channel, HPACK) that an agent nobody scrapes would never
+//! use, and gateways hold many such agents. The few bytes the agent's
+//! HTTP/2 server sends first (its SETTINGS) are kept and handed to HTTP/2
+//! when it starts.
 
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt as _, StreamExt as _};
 use http::header::{
     HeaderMap, HeaderValue, AUTHORIZATION, CONNECTION, HOST, SEC_WEBSOCKET_ACCEPT,
     SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
@@ -18,10 +29,13 @@ use http::uri::{Authority, Scheme};
 use http::{Method, Request, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::{
@@ -38,6 +52,10 @@ use crate::{
 /// 4 KiB saves nothing measurable: h2's own per-connection buffers are the
 /// rest (docs/benchmarks.md).
 const GATEWAY_READ_BUFFER: usize = 4 * 1024;
+
+/// The most bytes an agent may send before the gateway starts HTTP/2: its
+/// server SETTINGS frame takes a few dozen.
+const MAX_EARLY_BYTES: usize = 16 * 1024;
 
 /// The authority put on requests sent without one (a bare path like
 /// `/metrics`); the agent's router only looks at the path.
@@ -204,7 +222,7 @@ impl fmt::Debug for PendingTunnel {
 
 impl PendingTunnel {
     /// Waits for the connection to be handed over (after the `101` response
-    /// is sent) and starts HTTP/2 over it as the client.
+    /// is sent). HTTP/2 over it starts with the first request.
     ///
     /// The [`TunnelConnection`] must be polled (spawn it, or await it) for
     /// the [`TunnelClient`] to make progress; it resolves when the tunnel
@@ -217,21 +235,111 @@ impl PendingTunnel {
             Some(ws_config().read_buffer_size(GATEWAY_READ_BUFFER)),
         )
         .await;
-        let io = TokioIo::new(WsIo::new(ws));
-        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(KEEPALIVE_INTERVAL))
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true)
-            .initial_stream_window_size(INITIAL_STREAM_WINDOW)
-            .initial_connection_window_size(INITIAL_CONNECTION_WINDOW)
-            .handshake::<_, Body>(io)
-            .await
-            .map_err(TunnelError::Http2)?;
+        let (phase, _) = watch::channel(Phase::Idle);
+        let shared = Arc::new(Shared {
+            phase,
+            wanted: Notify::new(),
+        });
         let connection = TunnelConnection {
-            inner: Box::pin(async move { connection.await.map_err(TunnelError::Http2) }),
+            inner: Box::pin(drive(ws, Arc::clone(&shared))),
         };
-        Ok((TunnelClient { sender }, connection))
+        Ok((TunnelClient { shared }, connection))
+    }
+}
+
+/// Where a tunnel's HTTP/2 connection stands.
+#[derive(Clone)]
+enum Phase {
+    /// Nobody has sent a request yet: there is only the WebSocket.
+    Idle,
+    /// HTTP/2 runs; requests go here.
+    Active(SendRequest<Body>),
+    /// The tunnel ended.
+    Closed,
+}
+
+/// What a tunnel's clients and its connection share.
+struct Shared {
+    phase: watch::Sender<Phase>,
+    /// A request is waiting for HTTP/2 to start.
+    wanted: Notify,
+}
+
+/// Marks the tunnel closed however its connection future ends, dropped
+/// included, so no request waits for HTTP/2 that will never start.
+struct CloseOnDrop(Arc<Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.phase.send_replace(Phase::Closed);
+    }
+}
+
+type TunnelSocket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// The tunnel's life at the gateway: idle until a request wants HTTP/2,
+/// then HTTP/2 until the end.
+async fn drive(ws: TunnelSocket, shared: Arc<Shared>) -> Result<(), TunnelError> {
+    let shared = CloseOnDrop(shared);
+    let Some((ws, early)) = idle(ws, &shared.0.wanted).await? else {
+        return Ok(());
+    };
+    let io = TokioIo::new(WsIo::with_received(ws, early));
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(KEEPALIVE_INTERVAL))
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(INITIAL_STREAM_WINDOW)
+        .initial_connection_window_size(INITIAL_CONNECTION_WINDOW)
+        .handshake::<_, Body>(io)
+        .await
+        .map_err(TunnelError::Http2)?;
+    shared.0.phase.send_replace(Phase::Active(sender));
+    connection.await.map_err(TunnelError::Http2)
+}
+
+/// Holds the WebSocket of a tunnel nobody has scraped yet: pings the agent
+/// every [`KEEPALIVE_INTERVAL`] (a tunnel whose pong is more than
+/// [`KEEPALIVE_TIMEOUT`] late is dead) and keeps what the agent sends
+/// until `wanted` is notified. `None` when the agent closed the tunnel.
+async fn idle(
+    mut ws: TunnelSocket,
+    wanted: &Notify,
+) -> Result<Option<(TunnelSocket, Bytes)>, TunnelError> {
+    let mut early = BytesMut::new();
+    let mut next_ping = Instant::now() + KEEPALIVE_INTERVAL;
+    let mut pong_due: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            () = wanted.notified() => return Ok(Some((ws, early.freeze()))),
+            message = ws.next() => match message {
+                Some(Ok(Message::Binary(data))) => {
+                    if early.len() + data.len() > MAX_EARLY_BYTES {
+                        return Err(TunnelError::Protocol("the agent sent too much before the first request"));
+                    }
+                    early.extend_from_slice(&data);
+                    pong_due = None;
+                }
+                // Anything heard proves the agent alive; tungstenite answers
+                // pings itself.
+                Some(Ok(Message::Pong(_) | Message::Ping(_) | Message::Frame(_))) => pong_due = None,
+                Some(Ok(Message::Close(_))) | None => return Ok(None),
+                Some(Ok(Message::Text(_))) => {
+                    return Err(TunnelError::Protocol("text message on a binary tunnel"));
+                }
+                Some(Err(error)) => return Err(error.into()),
+            },
+            () = tokio::time::sleep_until(pong_due.unwrap_or(next_ping)) => {
+                if pong_due.is_some() {
+                    return Err(TunnelError::KeepaliveTimeout(KEEPALIVE_TIMEOUT));
+                }
+                ws.send(Message::Ping(Bytes::new())).await?;
+                let now = Instant::now();
+                pong_due = Some(now + KEEPALIVE_TIMEOUT);
+                next_ping = now + KEEPALIVE_INTERVAL;
+            }
+        }
     }
 }
 
@@ -239,7 +347,7 @@ impl PendingTunnel {
 /// share the one HTTP/2 connection, each request being its own stream.
 #[derive(Clone)]
 pub struct TunnelClient {
-    sender: SendRequest<Body>,
+    shared: Arc<Shared>,
 }
 
 impl fmt::Debug for TunnelClient {
@@ -264,7 +372,7 @@ impl TunnelClient {
         &self,
         request: Request<Body>,
     ) -> Result<http::Response<Incoming>, TunnelError> {
-        let mut sender = self.sender.clone();
+        let mut sender = self.sender().await?;
         sender.ready().await.map_err(|_| TunnelError::Closed)?;
         let request = absolute(request)?;
         sender
@@ -275,7 +383,24 @@ impl TunnelClient {
 
     /// Whether the tunnel is gone: no request sent now can succeed.
     pub fn is_closed(&self) -> bool {
-        self.sender.is_closed()
+        match &*self.shared.phase.borrow() {
+            Phase::Idle => false,
+            Phase::Active(sender) => sender.is_closed(),
+            Phase::Closed => true,
+        }
+    }
+
+    /// The HTTP/2 connection, started by the first caller.
+    async fn sender(&self) -> Result<SendRequest<Body>, TunnelError> {
+        let mut phase = self.shared.phase.subscribe();
+        loop {
+            match &*phase.borrow_and_update() {
+                Phase::Active(sender) => return Ok(sender.clone()),
+                Phase::Closed => return Err(TunnelError::Closed),
+                Phase::Idle => self.shared.wanted.notify_one(),
+            }
+            phase.changed().await.map_err(|_| TunnelError::Closed)?;
+        }
     }
 }
 
@@ -304,9 +429,10 @@ fn absolute(mut request: Request<Body>) -> Result<Request<Body>, TunnelError> {
     Ok(request)
 }
 
-/// Drives the tunnel's HTTP/2 connection; resolves when the tunnel ends:
-/// `Ok(())` when it closed cleanly (the agent shut down), an error when it
-/// broke (including unanswered keepalive pings). Until it is polled, no
+/// Drives the tunnel (its pings while idle, then its HTTP/2 connection);
+/// resolves when the tunnel ends: `Ok(())` when it closed cleanly (the
+/// agent shut down), an error when it broke (including unanswered keepalive
+/// pings). Until it is polled, no
 /// request on the [`TunnelClient`] makes progress; once it resolves, every
 /// request fails. Dropping it closes the tunnel.
 pub struct TunnelConnection {

@@ -2,7 +2,11 @@
 
 use core::pin::Pin;
 use core::task::{ready, Context, Poll};
+use core::time::Duration;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use futures::{Sink, Stream};
@@ -30,6 +34,46 @@ pub struct WsIo<T> {
     eof: bool,
     /// Our side was shut down: writing now is a caller error.
     shut_down: bool,
+    /// Told of every message received, for a watchdog.
+    heard: Option<Arc<Heard>>,
+}
+
+/// When a [`WsIo`] last received a message, for a watchdog on a peer that
+/// is known to send something at least every so often.
+#[derive(Debug)]
+pub(crate) struct Heard {
+    start: Instant,
+    /// Milliseconds after `start`.
+    last: AtomicU64,
+}
+
+impl Heard {
+    pub(crate) fn new() -> Heard {
+        Heard {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn hear(&self) {
+        self.last.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has been heard for `limit`, with how long.
+    pub(crate) async fn silence(&self, limit: Duration) -> Duration {
+        loop {
+            let quiet =
+                Duration::from_millis(self.now().saturating_sub(self.last.load(Ordering::Relaxed)));
+            if quiet >= limit {
+                return quiet;
+            }
+            tokio::time::sleep(limit - quiet).await;
+        }
+    }
 }
 
 impl<T> WsIo<T>
@@ -43,6 +87,22 @@ where
             pending: Bytes::new(),
             eof: false,
             shut_down: false,
+            heard: None,
+        }
+    }
+
+    /// Tells `heard` of every message received.
+    pub(crate) fn with_heard(mut self, heard: Arc<Heard>) -> Self {
+        self.heard = Some(heard);
+        self
+    }
+
+    /// Wraps an open WebSocket from which `received` was already taken:
+    /// those bytes are read first.
+    pub fn with_received(ws: WebSocketStream<T>, received: Bytes) -> Self {
+        WsIo {
+            pending: received,
+            ..WsIo::new(ws)
         }
     }
 
@@ -101,7 +161,11 @@ where
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
-            match ready!(Pin::new(&mut this.ws).poll_next(cx)) {
+            let message = ready!(Pin::new(&mut this.ws).poll_next(cx));
+            if let (Some(heard), Some(Ok(_))) = (&this.heard, &message) {
+                heard.hear();
+            }
+            match message {
                 Some(Ok(Message::Binary(data))) => this.pending = data,
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_))) | None => this.eof = true,

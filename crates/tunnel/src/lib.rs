@@ -38,6 +38,10 @@
 //! ([`KEEPALIVE_INTERVAL`], [`KEEPALIVE_TIMEOUT`]) find dead tunnels that
 //! TCP would only notice much later.
 //!
+//! The gateway starts HTTP/2 only at its first request over a tunnel, so
+//! an agent nobody scrapes costs it a WebSocket and little else; until
+//! then it pings over the WebSocket, as often.
+//!
 //! # Limits
 //!
 //! - One WebSocket message is at most [`MAX_MESSAGE_SIZE`]; writes are sent
@@ -64,7 +68,7 @@ use core::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-pub use agent::{connect, connect_with, serve_over, ConnectOptions, WsStream};
+pub use agent::{connect, connect_with, serve_over, ConnectOptions, WsStream, SILENCE_LIMIT};
 pub use error::TunnelError;
 pub use gateway::{PendingTunnel, TunnelClient, TunnelConnection, TunnelUpgrade};
 pub use io::{WsIo, MAX_WRITE_CHUNK};
