@@ -98,9 +98,10 @@ pub fn merge(sources: &[SourcePage<'_, '_>], to: Format, out: &mut Vec<u8>) -> M
 }
 
 /// [`merge`] for large pages sent as they are written: whenever `buffer`
-/// holds at least `chunk` bytes at the end of a family, `emit` is given it
-/// (to take, send and leave empty or to clear), and once more at the end
-/// with what is left. The whole page is never held at once, and sending can
+/// holds at least `chunk` bytes after a source's part of a family, `emit`
+/// is given it (to take, send and leave empty or to clear), and once more
+/// at the end with what is left. A family of many sources is thus sent in
+/// pieces, not held whole. The whole page is never held at once, and sending can
 /// start while later families are still being merged.
 pub fn merge_in_chunks(
     sources: &[SourcePage<'_, '_>],
@@ -112,7 +113,7 @@ pub fn merge_in_chunks(
     let mut report = MergeReport::default();
     let slots = collect(sources, to);
     for slot in &slots {
-        write_slot(slot, sources, to, buffer, &mut report);
+        write_slot(slot, sources, to, buffer, &mut report, chunk, &mut emit);
         if buffer.len() >= chunk {
             emit(buffer);
         }
@@ -244,12 +245,16 @@ fn report_conflicts(
     }
 }
 
+/// Writes one family; after each source's part, `emit`s `out` once it
+/// holds `chunk` bytes.
 fn write_slot(
     slot: &Slot<'_, '_>,
     sources: &[SourcePage<'_, '_>],
     to: Format,
     out: &mut Vec<u8>,
     report: &mut MergeReport,
+    chunk: usize,
+    emit: &mut impl FnMut(&mut Vec<u8>),
 ) {
     report_conflicts(slot, sources, to, report);
     let (kind, _) = resolve(slot);
@@ -289,6 +294,11 @@ fn write_slot(
                 write_sample(sample, source.labels, source.format, to, out);
                 samples += 1;
             }
+        }
+        // Only once a sample is written: a family left empty is taken
+        // back out of `out` below, which needs its header still there.
+        if samples > 0 && out.len() >= chunk {
+            emit(out);
         }
     }
     if samples == 0 {

@@ -378,11 +378,20 @@ fn merging_in_chunks_gives_the_same_page() {
         exposition::merge(&sources, to, &mut whole);
         let mut chunks: Vec<Vec<u8>> = Vec::new();
         let mut buffer = Vec::new();
-        // A one-byte threshold: a chunk after every family.
+        // A one-byte threshold: a chunk after every source's part of a
+        // family, so a family of many sources is never held whole.
         exposition::merge_in_chunks(&sources, to, 1, &mut buffer, |buffer| {
             chunks.push(std::mem::take(buffer));
         });
-        assert!(chunks.len() >= 3, "{chunks:?}");
+        assert!(chunks.len() >= 4, "{chunks:?}");
         assert_eq!(chunks.concat(), whole);
+        let text: Vec<String> = chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        let split = text
+            .windows(2)
+            .any(|w| w[0].ends_with("g{src=\"a\"} 2\n") && w[1].starts_with("g{src=\"b\"} 3\n"));
+        assert!(split, "family g not split between its sources: {text:?}");
     }
 }
