@@ -12,13 +12,17 @@
 //!   static exporter: throughput, added latency, CPU per scrape.
 //! - `idle-agents` ([`idle_agents`]): the gateway's memory per idle
 //!   connected agent.
+//! - `push` ([`push`]): the gateway's durable push store against
+//!   Pushgateway 1.5.1: pushes per second from concurrent clients, the cost
+//!   of one push into an empty and a full store, `GET /metrics` of a
+//!   million stored series, memory per stored series.
 //!
 //! The gateway and the agent run as the real `promrelay` binary, each in its
-//! own process, so their RSS and CPU time can be read from `/proc`
-//! ([`process`]). Simulated agents ([`simulated`]) live in this process: each
-//! dials the gateway with `tunnel::connect` and serves a page from memory
-//! with `tunnel::serve_over`, exactly as `promrelay agent` does in egress
-//! mode, without a process per agent.
+//! own process (as Pushgateway does in `push`), so their RSS and CPU time can
+//! be read from `/proc` ([`process`]). Simulated agents ([`simulated`]) live
+//! in this process: each dials the gateway with `tunnel::connect` and serves
+//! a page from memory with `tunnel::serve_over`, exactly as `promrelay agent`
+//! does in egress mode, without a process per agent.
 
 mod agent_proxy;
 mod fanin;
@@ -27,12 +31,14 @@ mod gateway_proxy;
 mod idle_agents;
 mod pages;
 mod process;
+mod push;
 mod simulated;
 mod static_server;
 mod stats;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -101,6 +107,38 @@ enum Job {
         #[arg(long, default_value_t = 5)]
         settle: u64,
     },
+    /// The push store against Pushgateway 1.5.1: pushes/s, the cost of one
+    /// push into an empty and a full store, GET /metrics and memory of the
+    /// full store.
+    Push {
+        /// The promrelay binary to measure (build it with --release).
+        #[arg(long, default_value = DEFAULT_PROMRELAY)]
+        promrelay: PathBuf,
+        /// Concurrent pushing clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Series in each pushed group.
+        #[arg(long, default_value_t = 1_000)]
+        series: usize,
+        /// Groups in the full store.
+        #[arg(long, default_value_t = 1_000)]
+        groups: usize,
+        /// Seconds of warm-up before each throughput run.
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        /// Seconds each throughput run is measured.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Timed pushes into each of our stores and into the empty Pushgateway.
+        #[arg(long, default_value_t = 25)]
+        pushes: usize,
+        /// Timed pushes into the full Pushgateway (seconds each).
+        #[arg(long, default_value_t = 5)]
+        baseline_pushes: usize,
+        /// Timed GET /metrics of each full store.
+        #[arg(long, default_value_t = 5)]
+        fetches: usize,
+    },
 }
 
 /// Where `cargo build --release -p promrelay` puts the binary, relative to
@@ -113,7 +151,8 @@ fn main() -> ExitCode {
         Job::AgentProxy { promrelay, .. }
         | Job::Fanin { promrelay, .. }
         | Job::GatewayProxy { promrelay, .. }
-        | Job::IdleAgents { promrelay, .. } => promrelay.clone(),
+        | Job::IdleAgents { promrelay, .. }
+        | Job::Push { promrelay, .. } => promrelay.clone(),
     };
     if let Err(code) = check_binary(&promrelay) {
         return code;
@@ -138,6 +177,29 @@ fn main() -> ExitCode {
             ..
         } => gateway_proxy::run(&promrelay, rounds, per_round, &concurrency),
         Job::IdleAgents { agents, settle, .. } => idle_agents::run(&promrelay, agents, settle),
+        Job::Push {
+            clients,
+            series,
+            groups,
+            warmup,
+            duration,
+            pushes,
+            baseline_pushes,
+            fetches,
+            ..
+        } => push::run(
+            &promrelay,
+            &push::Settings {
+                clients,
+                series,
+                groups,
+                warmup: Duration::from_secs(warmup),
+                duration: Duration::from_secs(duration),
+                pushes,
+                baseline_pushes,
+                fetches,
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
