@@ -168,14 +168,6 @@ impl Runtime {
         futures::future::join_all(self.docker_sources().map(|d| d.settled(timeout))).await;
     }
 
-    /// The push source, if there is one.
-    pub fn push_source(&self) -> Option<&PushSource> {
-        self.page_sources().find_map(|s| match &s.source {
-            Source::Push(push) => Some(push),
-            _ => None,
-        })
-    }
-
     /// The upper bound of one scrape.
     pub fn scrape_timeout(&self) -> Duration {
         self.config.scrape_timeout.0

@@ -34,9 +34,4 @@ impl PushSource {
         self.store.write_page(&mut page);
         Scraped::fresh(Bytes::from(page), Format::Text)
     }
-
-    /// The store, for its API and its own metrics.
-    pub fn store(&self) -> &Arc<PushStore> {
-        &self.store
-    }
 }
