@@ -391,8 +391,18 @@ fn pushes_agree_with_pushgateway() {
             "{}: status classes differ\n{log}",
             step.what
         );
-        let their_page = sample_set(&http_get(&pushgateway.url("/metrics"), &[]).body);
         let our_page = sample_set(&http_get(&ours.url("/metrics"), &[]).body);
+        let mut their_page = sample_set(&http_get(&pushgateway.url("/metrics"), &[]).body);
+        // Pushgateway answers a DELETE or a wipe with 202 and applies it
+        // just after; ours is applied before the answer.
+        let applied_by = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while theirs.status == 202
+            && their_page != our_page
+            && std::time::Instant::now() < applied_by
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            their_page = sample_set(&http_get(&pushgateway.url("/metrics"), &[]).body);
+        }
         assert!(
             their_page == our_page,
             "{}: pages differ\n{}\n{log}",

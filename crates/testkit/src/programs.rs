@@ -240,9 +240,16 @@ mod tests {
         );
         let delete = http_request("DELETE", &gateway.url("/metrics/job/x"), &[], &[]);
         assert_eq!(delete.status, 202, "{delete:?}");
-        assert!(!http_get(&gateway.url("/metrics"), &[])
-            .text()
-            .contains("testkit_pushed"));
+        // 202: Pushgateway applies a delete after answering it.
+        crate::wait_for(
+            "Pushgateway to apply the delete",
+            std::time::Duration::from_secs(10),
+            || {
+                !http_get(&gateway.url("/metrics"), &[])
+                    .text()
+                    .contains("testkit_pushed")
+            },
+        );
     }
 
     #[test]
