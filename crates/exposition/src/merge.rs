@@ -100,9 +100,9 @@ pub fn merge(sources: &[SourcePage<'_, '_>], to: Format, out: &mut Vec<u8>) -> M
 /// [`merge`] for large pages sent as they are written: whenever `buffer`
 /// holds at least `chunk` bytes after a source's part of a family, `emit`
 /// is given it (to take, send and leave empty or to clear), and once more
-/// at the end with what is left. A family of many sources is thus sent in
-/// pieces, not held whole. The whole page is never held at once, and sending can
-/// start while later families are still being merged.
+/// at the end with what is left. Neither the page nor a family of many
+/// sources is ever held whole, and sending can start while later families
+/// are still being merged.
 pub fn merge_in_chunks(
     sources: &[SourcePage<'_, '_>],
     to: Format,
@@ -114,9 +114,6 @@ pub fn merge_in_chunks(
     let slots = collect(sources, to);
     for slot in &slots {
         write_slot(slot, sources, to, buffer, &mut report, chunk, &mut emit);
-        if buffer.len() >= chunk {
-            emit(buffer);
-        }
     }
     if to == Format::OpenMetrics {
         buffer.extend_from_slice(b"# EOF\n");
